@@ -1,0 +1,3 @@
+from santa_lsp.cli import main
+
+raise SystemExit(main())
