@@ -1,0 +1,97 @@
+"""The inference engine: model, checkpoints, tokenizer, generation with KV-cache reuse.
+
+`load_engine` is the one entry point the CLI, the server, the benchmark and the evaluation use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from santa_lsp.config import BUNDLED_MODEL, DEFAULT_MODEL, Options
+from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
+from santa_lsp.engine.hub import BUNDLED_DIR, resolve
+from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.tokenizer import Tokenizer
+from santa_lsp.engine.weights import load_checkpoint
+from santa_lsp.errors import ModelLoadError, ModelOfflineError
+
+__all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype"]
+
+log = logging.getLogger(__name__)
+
+GET_SANTACODER = (
+    "To use SantaCoder, run `santa-lsp download bigcode/gpt_bigcode-santacoder` once with internet access "
+    "and set the model option to that id."
+)
+
+
+@dataclass
+class LoadedModel:
+    engine: Engine
+    requested: str  # what the user asked for
+    model: str  # what was loaded (differs after a fallback)
+    device: str
+    dtype: str
+    load_s: float
+    warning: str = ""
+
+
+def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("(device)", "device 'cuda' was asked for but no CUDA GPU is available", "Set device to auto or cpu.")
+    if dtype == "auto":
+        # fp16 on GPUs; on CPUs fp32 measures fastest (bf16/fp16 eager matmuls are slow there).
+        dtype = "float16" if device == "cuda" else "float32"
+    return torch.device(device), getattr(torch, dtype)
+
+
+def load_engine(
+    opts: Options,
+    allow_download: bool = True,
+    tqdm_class: Any = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Load the model named by `opts.model`; a hub model that is offline falls back to `bundled`."""
+    t0 = time.perf_counter()
+    device, dtype = pick_device_dtype(opts.device, opts.dtype)
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    name, warning = opts.model, ""
+    try:
+        model, tokenizer = _load(name, opts.revision, allow_download, tqdm_class)
+    except ModelOfflineError as err:
+        if name == BUNDLED_MODEL:
+            raise
+        warning = f"{err} Falling back to the small bundled model. {GET_SANTACODER if name == DEFAULT_MODEL else ''}".strip()
+        log.warning(warning)
+        if on_warning:
+            on_warning(warning)
+        name = BUNDLED_MODEL
+        model, tokenizer = _load(name, None, False, None)
+    model = model.to(device=device, dtype=dtype)
+    engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
+    return LoadedModel(engine, opts.model, name, device.type, str(dtype).removeprefix("torch."),
+                       time.perf_counter() - t0, warning)
+
+
+def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any) -> tuple[GPTBigCode, Tokenizer]:
+    if name.startswith("synthetic:"):
+        # Random weights in a real shape: speed does not depend on the values.
+        preset = name.split(":", 1)[1]
+        if preset not in PRESETS:
+            raise ModelLoadError(name, f"unknown preset '{preset}'", f"Choose one of {', '.join(PRESETS)}.")
+        return init_random(GPTBigCode(PRESETS[preset])), Tokenizer(BUNDLED_DIR / "tokenizer.json", "bundled")
+    path = resolve(name, revision, allow_download, tqdm_class)
+    tokenizer = Tokenizer(path / "tokenizer.json", name)
+    model = load_checkpoint(path, name)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ModelLoadError(name, f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
+    return model, tokenizer

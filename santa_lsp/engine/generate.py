@@ -1,0 +1,223 @@
+"""Prefill + decode with KV-cache reuse between requests.
+
+The engine keeps a few cache slots (LRU). Each slot remembers the token ids whose K/V it
+holds. A request takes the slot sharing the longest token prefix with its prompt, keeps that
+prefix (rewinding is free: the cache is written by position) and computes only the rest.
+Tokens generated last time count too, so accepting a suggestion costs nothing to re-read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from santa_lsp.engine.model import GPTBigCode, KVCache
+from santa_lsp.engine.tokenizer import Tokenizer
+
+# Prefill in chunks: bounded activation memory and a cancellation check between chunks.
+PREFILL_CHUNK = 256
+
+
+@dataclass
+class GenerationParams:
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    # Text the output must begin with (token healing): early tokens are constrained to it.
+    forced_text: str = ""
+    # Called with the ids generated so far; True stops generation (e.g. a line is complete).
+    stop: Callable[[list[int]], bool] | None = None
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    ids: list[int]
+    stop_reason: str  # "eot" | "special" | "stop" | "length" | "context" | "cancelled"
+    prompt_tokens: int
+    reused_tokens: int
+    computed_tokens: int
+    prefill_ms: float
+    decode_ms: float
+
+    @property
+    def generated_tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class _Slot:
+    key: str
+    cache: KVCache
+    ids: list[int] = field(default_factory=list)  # tokens whose K/V are valid in `cache`
+    last_used: float = 0.0
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Engine:
+    """A model, its tokenizer and its KV-cache slots. One generation runs at a time."""
+
+    def __init__(self, model: GPTBigCode, tokenizer: Tokenizer, cache_slots: int = 4, name: str = "") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_slots = max(1, cache_slots)
+        self._slots: list[_Slot] = []
+        self._lock = threading.Lock()
+        p = model.wte.weight
+        self.device, self.dtype = p.device, p.dtype
+        self.n_positions = model.config.n_positions
+        self.totals = {"requests": 0, "reused_tokens": 0, "computed_tokens": 0, "generated_tokens": 0}
+
+    # -- cache slots -------------------------------------------------------------------------
+    def _take_slot(self, key: str, prompt: list[int]) -> tuple[_Slot, int]:
+        best, best_len = None, -1
+        for slot in self._slots:
+            n = common_prefix_len(slot.ids, prompt)
+            # Prefer the request's own slot on ties, so documents keep their caches.
+            if n > best_len or (n == best_len and slot.key == key):
+                best, best_len = slot, n
+        if best is None or (best_len == 0 and best.key != key):
+            own = next((s for s in self._slots if s.key == key), None)
+            if own is not None:
+                best, best_len = own, 0
+            elif len(self._slots) < self.max_slots:
+                best = _Slot(key, self.model.new_cache())
+                self._slots.append(best)
+                best_len = 0
+            else:
+                best, best_len = min(self._slots, key=lambda s: s.last_used), 0
+        best.key, best.last_used = key, time.monotonic()
+        return best, best_len
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._slots.clear()
+
+    def cache_bytes(self) -> int:
+        return sum(s.cache.nbytes() for s in self._slots)
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt: list[int],
+        params: GenerationParams,
+        key: str = "",
+        cancelled: Callable[[], bool] = lambda: False,
+        reuse: bool = True,
+    ) -> GenerationResult:
+        if not prompt:
+            raise ValueError("empty prompt")
+        with self._lock:
+            return self._generate(prompt, params, key, cancelled, reuse)
+
+    def _generate(self, prompt, params, key, cancelled, reuse) -> GenerationResult:
+        room = self.n_positions - len(prompt)
+        if room <= 0:
+            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context of {self.n_positions}")
+        slot, reused = self._take_slot(key, prompt)
+        if not reuse:
+            reused = 0
+        reused = min(reused, len(prompt) - 1)  # the last prompt token must run to give logits
+        slot.ids = slot.ids[:reused]
+
+        t0 = time.perf_counter()
+        logits = None
+        pos = reused
+        while pos < len(prompt):
+            if cancelled():
+                return self._result([], "cancelled", prompt, reused, pos - reused, t0, time.perf_counter())
+            chunk = prompt[pos : pos + PREFILL_CHUNK]
+            ids = torch.tensor(chunk, dtype=torch.long, device=self.device)
+            logits = self.model(ids, pos, slot.cache, last_only=True)[-1]
+            pos += len(chunk)
+            slot.ids = prompt[:pos]
+        t1 = time.perf_counter()
+
+        specials = self.tokenizer.special_ids
+        eot = self.tokenizer.eot_id
+        forced = params.forced_text.encode("utf-8")
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        out: list[int] = []
+        reason = "length"
+        max_new = min(params.max_new_tokens, room)
+        if max_new < params.max_new_tokens:
+            reason = "context"
+        for _ in range(max_new):
+            if forced:
+                logits = self._constrain(logits, forced)
+            token = self._pick(logits, params, generator)
+            if token == eot:
+                reason = "eot"
+                break
+            if token in specials:
+                reason = "special"
+                break
+            out.append(token)
+            if forced:
+                forced = _consume(forced, self.tokenizer.token_bytes(token))
+            if params.stop is not None and not forced and params.stop(out):
+                reason = "stop"
+                break
+            if len(out) == max_new:
+                break
+            if cancelled():
+                reason = "cancelled"
+                break
+            ids = torch.tensor([token], dtype=torch.long, device=self.device)
+            logits = self.model(ids, len(slot.ids), slot.cache, last_only=True)[-1]
+            slot.ids.append(token)
+        return self._result(out, reason, prompt, reused, len(prompt) - reused, t0, t1)
+
+    def _result(self, out, reason, prompt, reused, computed, t0, t1) -> GenerationResult:
+        t2 = time.perf_counter()
+        self.totals["requests"] += 1
+        self.totals["reused_tokens"] += reused
+        self.totals["computed_tokens"] += computed
+        self.totals["generated_tokens"] += len(out)
+        return GenerationResult(
+            ids=out, stop_reason=reason, prompt_tokens=len(prompt), reused_tokens=reused,
+            computed_tokens=computed, prefill_ms=(t1 - t0) * 1e3, decode_ms=max(0.0, t2 - t1) * 1e3,
+        )
+
+    def _constrain(self, logits: torch.Tensor, forced: bytes) -> torch.Tensor:
+        """Keep only tokens consistent with the bytes the output must start with."""
+        allowed = [i for i, tb in enumerate(self._vocab_bytes) if tb and (forced.startswith(tb) or tb.startswith(forced))]
+        if not allowed:
+            return logits
+        masked = torch.full_like(logits, float("-inf"))
+        idx = torch.tensor(allowed, device=logits.device)
+        masked[idx] = logits[idx]
+        return masked
+
+    @cached_property
+    def _vocab_bytes(self) -> list[bytes]:
+        return [self.tokenizer.token_bytes(i) for i in range(self.model.config.vocab_size)]
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, params: GenerationParams, generator) -> int:
+        if params.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < params.top_p
+            probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_p[keep])
+        return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def _consume(forced: bytes, token: bytes) -> bytes:
+    """What remains of the forced bytes after emitting `token`."""
+    return forced[len(token):] if forced.startswith(token) else b""

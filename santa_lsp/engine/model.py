@@ -1,0 +1,175 @@
+"""GPT-2 body with multi-query attention: the SantaCoder / GPTBigCode architecture.
+
+One shared K/V head (MQA) keeps the KV cache tiny: per layer, K and V are [max_len, head_dim]
+for one sequence. The cache is preallocated and written in place by absolute position, so
+rewinding to any prefix is O(1) (only the caller's notion of length moves) and a decode
+step always sees tensors of the same shape.
+
+Shapes in comments: T = new tokens, S = cached + new tokens, C = n_embd, H = n_head,
+D = head_dim, V = vocab.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    n_positions: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_inner: int
+    layer_norm_epsilon: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def n_params(self) -> int:
+        c, d, f = self.n_embd, self.head_dim, self.n_inner
+        per_layer = 4 * c + (c * (c + 2 * d) + c + 2 * d) + (c * c + c) + (2 * c * f + f + c)
+        return self.vocab_size * c + self.n_positions * c + self.n_layer * per_layer + 2 * c
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # bigcode/santacoder: 1.1B parameters.
+    "santacoder": ModelConfig(vocab_size=49280, n_positions=2048, n_embd=2048, n_layer=24, n_head=16, n_inner=8192),
+    # For tests: a few hundred thousand parameters.
+    "tiny": ModelConfig(vocab_size=384, n_positions=256, n_embd=64, n_layer=2, n_head=4, n_inner=256),
+}
+
+
+class KVCache(nn.Module):
+    """K and V for one sequence: [n_layer, max_len, head_dim] each, written by position."""
+
+    def __init__(self, config: ModelConfig, max_len: int, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        shape = (config.n_layer, max_len, config.head_dim)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[1]
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+class MultiQueryAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        # Fused projection, as in gpt_bigcode: q (C) | k (D) | v (D).
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.head_dim)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor, pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+        T, C = x.shape  # [T, C]
+        H, D = self.n_head, self.head_dim
+        q, k, v = self.c_attn(x).split((C, D, D), dim=-1)  # [T, C], [T, D], [T, D]
+        k_cache[pos : pos + T] = k
+        v_cache[pos : pos + T] = v
+        keys, values = k_cache[: pos + T], v_cache[: pos + T]  # [S, D]
+        S = pos + T
+        if x.is_cuda and T > 1:
+            # Prefill on GPU: fused kernels keep the softmax accumulation in fp32.
+            out = F.scaled_dot_product_attention(
+                q.reshape(T, H, D).transpose(0, 1).unsqueeze(0),  # [1, H, T, D]
+                keys.expand(1, H, S, D),
+                values.expand(1, H, S, D),
+                attn_mask=_causal_mask(T, S, pos, x.device),
+            )[0].transpose(0, 1).reshape(T, C)
+        else:
+            # MQA: all heads share K, so the heads fold into the rows of one matmul.
+            scores = torch.matmul(q.reshape(T * H, D), keys.t()).float() * (1.0 / math.sqrt(D))  # [T*H, S]
+            if T > 1:
+                mask = _causal_mask(T, S, pos, x.device)  # [T, S]
+                scores = scores.view(T, H, S).masked_fill(~mask.unsqueeze(1), float("-inf")).view(T * H, S)
+            probs = torch.softmax(scores, dim=-1).to(values.dtype)  # softmax in fp32
+            out = torch.matmul(probs, values).view(T, C)  # [T, C]
+        return self.c_proj(out)
+
+
+def _causal_mask(T: int, S: int, pos: int, device: torch.device) -> torch.Tensor:
+    """[T, S] bool: query i (absolute pos + i) sees keys 0..pos + i."""
+    rows = torch.arange(T, device=device).unsqueeze(1) + pos
+    return torch.arange(S, device=device).unsqueeze(0) <= rows
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.n_inner)
+        self.c_proj = nn.Linear(config.n_inner, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = MultiQueryAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), pos, k_cache, v_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPTBigCode(nn.Module):
+    """Parameter names follow transformers' gpt_bigcode without the `transformer.` prefix."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+    def new_cache(self, max_len: int | None = None) -> KVCache:
+        p = self.wte.weight
+        return KVCache(self.config, max_len or self.config.n_positions, p.device, p.dtype)
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, pos: int, cache: KVCache, last_only: bool = False) -> torch.Tensor:
+        """Run tokens `ids` [T] at absolute positions pos..pos+T-1; return fp32 logits [T or 1, V]."""
+        T = ids.shape[0]
+        if pos + T > min(cache.max_len, self.config.n_positions):
+            raise ValueError(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
+        positions = torch.arange(pos, pos + T, device=ids.device)
+        x = self.wte(ids) + self.wpe(positions)  # [T, C]
+        for i, block in enumerate(self.h):
+            x = block(x, pos, cache.k[i], cache.v[i])
+        if last_only:
+            x = x[-1:]
+        # Final norm in fp32; the tied lm_head reuses the token embedding.
+        x = F.layer_norm(x.float(), (x.shape[-1],), self.ln_f.weight.float(), self.ln_f.bias.float(),
+                         self.ln_f.eps)
+        return torch.matmul(x.to(self.wte.weight.dtype), self.wte.weight.t()).float()  # [T, V]
+
+
+def init_random(model: GPTBigCode, seed: int = 0) -> GPTBigCode:
+    """GPT-2 style initialisation, deterministic; for tests and the synthetic benchmark model."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif "ln" in name:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return model

@@ -1,0 +1,91 @@
+"""tokenizer.json through `tokenizers`, with SantaCoder's FIM tokens resolved by name.
+
+User text is always encoded as plain text: a file that contains the characters
+`<fim-prefix>` must not smuggle a control token into the prompt.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from santa_lsp.errors import TokenizerError
+
+EOT = "<|endoftext|>"
+FIM_PREFIX = "<fim-prefix>"
+FIM_MIDDLE = "<fim-middle>"
+FIM_SUFFIX = "<fim-suffix>"
+FIM_PAD = "<fim-pad>"
+SPECIALS = (EOT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's byte-to-printable-unicode table used by byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class Tokenizer:
+    def __init__(self, path: Path, name: str = "") -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        name = name or str(path)
+        try:
+            self._tok = HFTokenizer.from_file(str(path))
+        except Exception as err:  # tokenizers raises plain Exception subclasses for bad files
+            raise TokenizerError(name, f"tokenizer.json is unreadable ({err})", "Download the model again.") from err
+        self._tok.encode_special_tokens = True  # special-token text in user code stays text
+        self.ids: dict[str, int] = {}
+        for token in SPECIALS:
+            token_id = self._tok.token_to_id(token)
+            if token_id is None:
+                raise TokenizerError(
+                    name, f"the tokenizer has no '{token}' token",
+                    "santa-lsp needs a SantaCoder-style FIM tokenizer (hyphenated FIM tokens).",
+                )
+            self.ids[token] = token_id
+        if len(set(self.ids.values())) != len(SPECIALS):
+            raise TokenizerError(name, "the FIM special tokens are not distinct")
+
+    @property
+    def eot_id(self) -> int:
+        return self.ids[EOT]
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self.ids.values())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids if text else []
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids, skip_special_tokens=True)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The exact bytes a token stands for (b'' for specials and unknown ids)."""
+        table = self._bytes_table
+        return table[token_id] if 0 <= token_id < len(table) else b""
+
+    @cached_property
+    def _bytes_table(self) -> list[bytes]:
+        decoder = _byte_decoder()
+        table = [b""] * self.vocab_size
+        specials = self.special_ids
+        for token, token_id in self._tok.get_vocab(with_added_tokens=False).items():
+            if token_id < len(table) and token_id not in specials:
+                try:
+                    table[token_id] = bytes(decoder[ch] for ch in token)
+                except KeyError:  # not a byte-level token (should not happen for BPE byte-level)
+                    table[token_id] = token.encode("utf-8")
+        return table
