@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import {
+  DEFAULT_OPTIONS,
+  SettingsReader,
+  needsRestart,
+  readSettings,
+  serverCommand,
+  startFailureMessage,
+} from "../../src/settings";
+
+function reader(values: Record<string, unknown>): SettingsReader {
+  return { get: <T>(key: string) => values[key] as T | undefined };
+}
+
+test("no settings give the server's defaults and python3 -m santa_lsp", () => {
+  const settings = readSettings(reader({}), "linux");
+  assert.deepEqual(settings.options, DEFAULT_OPTIONS);
+  assert.deepEqual(settings.server, { command: "python3", args: ["-m", "santa_lsp", "serve", "--stdio"] });
+  assert.deepEqual(settings.documentSelector, ["*"]);
+});
+
+test("the default interpreter on Windows is python", () => {
+  assert.equal(serverCommand(reader({}), "win32").command, "python");
+});
+
+test("settings map one-to-one to camelCase server options", () => {
+  const values = {
+    enable: false,
+    model: "bundled",
+    revision: "main",
+    device: "cpu",
+    dtype: "float32",
+    maxNewTokens: 32,
+    mode: "single-line",
+    fimOrder: "psm",
+    contextBudget: 512,
+    suffixShare: 0.5,
+    temperature: 0.2,
+    topP: 0.9,
+    debounceMs: 25,
+    cacheSlots: 2,
+    threads: 1,
+  };
+  assert.deepEqual(readSettings(reader(values)).options, values);
+});
+
+test("an empty revision is sent as null and strings are trimmed", () => {
+  const options = readSettings(reader({ revision: "  ", model: " bundled " })).options;
+  assert.equal(options.revision, null);
+  assert.equal(options.model, "bundled");
+});
+
+test("values of the wrong type fall back to the default", () => {
+  const options = readSettings(reader({ maxNewTokens: "many", enable: "yes", topP: Number.NaN, model: "" })).options;
+  assert.equal(options.maxNewTokens, DEFAULT_OPTIONS.maxNewTokens);
+  assert.equal(options.enable, true);
+  assert.equal(options.topP, DEFAULT_OPTIONS.topP);
+  assert.equal(options.model, DEFAULT_OPTIONS.model);
+});
+
+test("pythonPath and serverCommand choose the command, serverCommand first", () => {
+  assert.deepEqual(serverCommand(reader({ pythonPath: "/venv/bin/python" })), {
+    command: "/venv/bin/python",
+    args: ["-m", "santa_lsp", "serve", "--stdio"],
+  });
+  assert.deepEqual(
+    serverCommand(reader({ pythonPath: "/venv/bin/python", serverCommand: ["/opt/santa-lsp", "serve", "--stdio"] })),
+    { command: "/opt/santa-lsp", args: ["serve", "--stdio"] },
+  );
+  assert.equal(serverCommand(reader({ serverCommand: [] }), "linux").command, "python3");
+});
+
+test("only a new command or document selector needs a restart", () => {
+  const before = readSettings(reader({}));
+  assert.equal(needsRestart(before, readSettings(reader({ model: "bundled", enable: false }))), false);
+  assert.equal(needsRestart(before, readSettings(reader({ pythonPath: "/venv/bin/python" }))), true);
+  assert.equal(needsRestart(before, readSettings(reader({ serverCommand: ["santa-lsp", "serve", "--stdio"] }))), true);
+  assert.equal(needsRestart(before, readSettings(reader({ documentSelector: ["python"] }))), true);
+});
+
+test("start failures tell the user what to do", () => {
+  const server = { command: "python3", args: ["-m", "santa_lsp", "serve", "--stdio"] };
+  const missing = startFailureMessage(server, Object.assign(new Error("spawn python3 ENOENT"), { code: "ENOENT" }));
+  assert.match(missing, /'python3' was not found/);
+  assert.match(missing, /santa\.pythonPath/);
+  assert.match(missing, /pip install santa-lsp/);
+  const noModule = startFailureMessage(server, new Error("closed"), "/usr/bin/python3: No module named santa_lsp");
+  assert.match(noModule, /has no santa_lsp module/);
+  assert.match(startFailureMessage(server, new Error("boom")), /boom.*Show Logs/);
+});
+
+test("package.json contributes a setting for every server option, with the same default", () => {
+  const manifest = JSON.parse(readFileSync("package.json", "utf8"));
+  const properties = manifest.contributes.configuration.properties as Record<string, { default: unknown }>;
+  for (const [key, value] of Object.entries(DEFAULT_OPTIONS)) {
+    const setting = properties[`santa.${key}`];
+    assert.ok(setting, `santa.${key} is contributed`);
+    assert.deepEqual(setting.default, value === null ? "" : value, `default of santa.${key}`);
+  }
+  for (const key of ["serverCommand", "pythonPath", "documentSelector"]) {
+    assert.ok(properties[`santa.${key}`], `santa.${key} is contributed`);
+  }
+  const commands = (manifest.contributes.commands as { command: string }[]).map((c) => c.command).sort();
+  assert.deepEqual(commands, [
+    "santa.disable",
+    "santa.enable",
+    "santa.restartServer",
+    "santa.showLogs",
+    "santa.showStatus",
+    "santa.toggle",
+  ]);
+});
