@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from santa_lsp.config import BUNDLED_MODEL, DEFAULT_MODEL, Options
+from santa_lsp.config import BUNDLED_MODEL, Options
 from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
 from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
@@ -24,12 +24,6 @@ from santa_lsp.errors import ModelLoadError, ModelOfflineError
 __all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype"]
 
 log = logging.getLogger(__name__)
-
-GET_SANTACODER = (
-    "To use SantaCoder, run `santa-lsp download bigcode/gpt_bigcode-santacoder` once with internet access "
-    "and set the model option to that id."
-)
-
 
 @dataclass
 class LoadedModel:
@@ -62,24 +56,31 @@ def load_engine(
     """Load the model named by `opts.model`; a hub model that is offline falls back to `bundled`."""
     t0 = time.perf_counter()
     device, dtype = pick_device_dtype(opts.device, opts.dtype)
-    if opts.threads > 0:
-        torch.set_num_threads(opts.threads)
     name, warning = opts.model, ""
     try:
         model, tokenizer = _load(name, opts.revision, allow_download, tqdm_class)
     except ModelOfflineError as err:
         if name == BUNDLED_MODEL:
             raise
-        warning = f"{err} Falling back to the small bundled model. {GET_SANTACODER if name == DEFAULT_MODEL else ''}".strip()
+        warning = f"{err} Meanwhile using the small bundled model, which is far weaker."
         log.warning(warning)
         if on_warning:
             on_warning(warning)
         name = BUNDLED_MODEL
         model, tokenizer = _load(name, None, False, None)
     model = model.to(device=device, dtype=dtype)
+    _set_threads(opts.threads, model)
     engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
     return LoadedModel(engine, opts.model, name, device.type, str(dtype).removeprefix("torch."),
                        time.perf_counter() - t0, warning)
+
+
+def _set_threads(threads: int, model: GPTBigCode) -> None:
+    """Small models run best on one thread: OpenMP's spin-waits cost more than they give,
+    badly so when the editor or other processes compete for the cores."""
+    if threads <= 0:
+        threads = 1 if model.config.n_params() < 50_000_000 else torch.get_num_threads()
+    torch.set_num_threads(threads)
 
 
 def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any) -> tuple[GPTBigCode, Tokenizer]:

@@ -1,0 +1,140 @@
+"""Command line: serve (stdio | tcp), complete, download.
+
+Errors the user can act on print one line to stderr and exit non-zero; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from santa_lsp import __version__
+from santa_lsp.config import DEFAULT_MODEL, Options
+from santa_lsp.errors import SantaError
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="hub id, local checkpoint directory, 'bundled', or 'synthetic:<preset>' (default: %(default)s)")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--offline", action="store_true", help="never touch the network (like HF_HUB_OFFLINE=1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="santa-lsp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"santa-lsp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the language server")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--stdio", action="store_true", help="speak LSP over stdin/stdout (default)")
+    mode.add_argument("--tcp", action="store_true", help="listen on a TCP socket")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=2087)
+    serve.add_argument("--model", default=None, help="initial model (clients can override it)")
+
+    complete = sub.add_parser("complete", help="print the completion at a cursor in FILE")
+    complete.add_argument("file", type=Path)
+    complete.add_argument("--line", type=int, required=True, help="1-based line")
+    complete.add_argument("--column", type=int, required=True, help="1-based column, in characters")
+    _model_args(complete)
+    complete.add_argument("--max-new-tokens", type=int, default=64)
+    complete.add_argument("--mode", default="auto", choices=("auto", "single-line", "multi-line"))
+    complete.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
+    complete.add_argument("--stats", action="store_true", help="print timings and cache figures to stderr")
+
+    download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
+    download.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    download.add_argument("--revision", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="santa-lsp %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "offline", False):
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        return {"serve": _serve, "complete": _complete, "download": _download}[args.command](args)
+    except SantaError as err:
+        print(f"santa-lsp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from santa_lsp.lsp.server import run
+
+    return run(tcp=args.tcp, host=args.host, port=args.port, model=args.model)
+
+
+def read_source(path: Path) -> str:
+    """Read a source file as an editor would: UTF-8, undecodable bytes replaced, not binary."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SantaError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SantaError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SantaError(f"{path} is a directory") from None
+    except OSError as err:
+        raise SantaError(f"cannot read {path}: {err.strerror}") from None
+    if b"\0" in data[:8192]:
+        raise SantaError(f"{path} looks like a binary file")
+    return data.decode("utf-8", errors="replace")
+
+
+def offset_of(text: str, line: int, column: int) -> int:
+    """Character offset of a 1-based (line, column); column may be one past the line's end."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        raise SantaError(f"line {line} is outside the file (1..{len(lines)})")
+    width = len(lines[line - 1].rstrip("\r"))
+    if not 1 <= column <= width + 1:
+        raise SantaError(f"column {column} is outside line {line} (1..{width + 1})")
+    return sum(len(s) + 1 for s in lines[: line - 1]) + column - 1
+
+
+def _complete(args: argparse.Namespace) -> int:
+    from santa_lsp.engine import load_engine
+    from santa_lsp.service import CompletionService
+
+    text = read_source(args.file)
+    cursor = offset_of(text, args.line, args.column)
+    opts, errors = Options.from_dict({
+        "model": args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype,
+        "threads": args.threads, "maxNewTokens": args.max_new_tokens, "mode": args.mode, "fimOrder": args.fim_order,
+    })
+    if errors:
+        raise SantaError("; ".join(errors))
+    loaded = load_engine(opts)
+    service = CompletionService(loaded.engine, opts)
+    result = service.complete(text, cursor, doc=str(args.file))
+    if args.stats and result is not None and result.generation is not None:
+        g = result.generation
+        print(f"model={loaded.model} device={loaded.device} dtype={loaded.dtype} load={loaded.load_s:.2f}s "
+              f"prompt={g.prompt_tokens} generated={g.generated_tokens} stop={g.stop_reason} "
+              + " ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()), file=sys.stderr)
+    sys.stdout.write((result.text if result else "") + "\n")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from santa_lsp.engine.hub import resolve
+
+    path = resolve(args.model, args.revision, allow_download=True)
+    print(path)
+    return 0
