@@ -1,8 +1,9 @@
 """Prefill + decode with KV-cache reuse between requests.
 
-The engine keeps a few cache slots (LRU). Each slot remembers the token ids whose K/V it
-holds. A request takes the slot sharing the longest token prefix with its prompt, keeps that
-prefix (rewinding is free: the cache is written by position) and computes only the rest.
+The engine keeps a few cache slots, one per document, least recently used evicted first. Each
+slot remembers the token ids whose K/V it holds. A request keeps the longest token prefix its
+prompt shares with its slot (rewinding is free: the cache is written by position) and computes
+only the rest.
 Tokens generated last time count too, so accepting a suggestion costs nothing to re-read.
 """
 
@@ -83,24 +84,16 @@ class Engine:
 
     # -- cache slots -------------------------------------------------------------------------
     def _take_slot(self, key: str, prompt: list[int]) -> tuple[_Slot, int]:
-        best, best_len = None, -1
-        for slot in self._slots:
-            n = common_prefix_len(slot.ids, prompt)
-            # Prefer the request's own slot on ties, so documents keep their caches.
-            if n > best_len or (n == best_len and slot.key == key):
-                best, best_len = slot, n
-        if best is None or (best_len == 0 and best.key != key):
-            own = next((s for s in self._slots if s.key == key), None)
-            if own is not None:
-                best, best_len = own, 0
-            elif len(self._slots) < self.max_slots:
-                best = _Slot(key, self.model.new_cache())
-                self._slots.append(best)
-                best_len = 0
+        """The document's own slot, else a new one, else the least recently used one."""
+        slot = next((s for s in self._slots if s.key == key), None)
+        if slot is None:
+            if len(self._slots) < self.max_slots:
+                slot = _Slot(key, self.model.new_cache())
+                self._slots.append(slot)
             else:
-                best, best_len = min(self._slots, key=lambda s: s.last_used), 0
-        best.key, best.last_used = key, time.monotonic()
-        return best, best_len
+                slot = min(self._slots, key=lambda s: s.last_used)
+        slot.key, slot.last_used = key, time.monotonic()
+        return slot, common_prefix_len(slot.ids, prompt)
 
     def clear_cache(self) -> None:
         with self._lock:
