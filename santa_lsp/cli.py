@@ -1,4 +1,4 @@
-"""Command line: serve (stdio | tcp), complete, download.
+"""Command line: serve (stdio | tcp), complete, eval, download.
 
 Errors the user can act on print one line to stderr and exit non-zero; no tracebacks.
 """
@@ -51,6 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
     complete.add_argument("--stats", action="store_true", help="print timings and cache figures to stderr")
 
+    evaluate = sub.add_parser("eval", help="measure completion quality on HumanEval-infilling problems")
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="problems, .jsonl or .jsonl.gz (task_id, prompt, suffix, canonical_solution, test, entry_point)")
+    _model_args(evaluate)
+    evaluate.add_argument("--max-new-tokens", type=int, default=128)
+    evaluate.add_argument("--mode", default="task", choices=("task", "auto", "single-line", "multi-line"),
+                          help="task: the shape of each hole (default); otherwise the completion mode option")
+    evaluate.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
+    evaluate.add_argument("--no-postprocess", action="store_true", help="score the raw model output")
+    evaluate.add_argument("--compare", action="store_true",
+                          help="run every FIM order with post-processing on and off (ignores --fim-order, --no-postprocess)")
+    evaluate.add_argument("--execute", action="store_true",
+                          help="run each problem's tests on the accepted suggestion (pass@1); runs model-written code")
+    evaluate.add_argument("--timeout", type=float, default=10.0, help="seconds per test run (default: %(default)s)")
+    evaluate.add_argument("--limit", type=int, default=0, help="only the first N problems")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the summary and per-problem results here")
+
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     download.add_argument("--revision", default=None)
@@ -66,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        return {"serve": _serve, "complete": _complete, "download": _download}[args.command](args)
+        return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval}[args.command](args)
     except SantaError as err:
         print(f"santa-lsp: error: {err}", file=sys.stderr)
         return 2
@@ -129,6 +146,41 @@ def _complete(args: argparse.Namespace) -> int:
               f"prompt={g.prompt_tokens} generated={g.generated_tokens} stop={g.stop_reason} "
               + " ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()), file=sys.stderr)
     sys.stdout.write((result.text if result else "") + "\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from santa_lsp.engine import load_engine
+    from santa_lsp.eval import evaluate, format_summary, load_problems
+    from santa_lsp.service import CompletionService
+
+    problems = load_problems(args.data)
+    if args.limit > 0:
+        problems = problems[: args.limit]
+    opts, errors = Options.from_dict({
+        "model": args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype,
+        "threads": args.threads, "maxNewTokens": args.max_new_tokens, "fimOrder": args.fim_order,
+    })
+    if errors:
+        raise SantaError("; ".join(errors))
+    loaded = load_engine(opts)
+    service = CompletionService(loaded.engine, opts)
+    runs = [(o, p) for o in ("spm", "psm") for p in (True, False)] if args.compare else \
+        [(args.fim_order, not args.no_postprocess)]
+    reports = []
+    for order, post in runs:
+        loaded.engine.clear_cache()  # each run starts cold, so their reuse figures compare
+        reports.append(evaluate(service, problems, dataclasses.replace(opts, fim_order=order), args.mode, post,
+                                args.execute, args.timeout))
+    print(f"model={loaded.model} device={loaded.device} dtype={loaded.dtype} problems={len(problems)} "
+          f"data={args.data}")
+    print(format_summary([r.summary() for r in reports]))
+    if args.json is not None:
+        args.json.write_text(json.dumps([{"summary": r.summary(), "results": [dataclasses.asdict(x) for x in r.results]}
+                                         for r in reports], indent=1))
     return 0
 
 

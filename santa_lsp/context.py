@@ -1,13 +1,34 @@
-"""Cursor -> the shape of the suggestion to ask for: none, a single line, or a block."""
+"""Cursor -> the shape of the suggestion to ask for: none, a single line, or a block.
+
+- Inside a word (`foo|bar`): no suggestion; any insertion would split the word.
+- Code after the cursor on its line (`print(|)` is fine too): a single line.
+- An empty line after a block opener (`:`, `{`, ...), an empty body (a blank line whose
+  block ends right after it), or the cursor between `{` and `}`: a multi-line block.
+- Column 0 of a line that holds code: a single line inserted above that line
+  (`Context.opens_line`), the shape of HumanEval-infilling holes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 # A line ending in one of these opens a block: an empty line after it asks for a body.
 BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
-# What may follow the cursor on its line and still allow a suggestion (auto-closed pairs).
+# Auto-closed pairs and punctuation that may follow the cursor on an otherwise empty line.
 CLOSERS = set(")]}\"'`;,: \t")
+# How far `following_lines` looks.
+MAX_FOLLOWING_LINES = 50
+
+
+def is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_$"
+
+
+def indent_width(line: str) -> int:
+    """Width of a line's leading whitespace, tabs counted as 4."""
+    ws = line[: len(line) - len(line.lstrip(" \t"))]
+    return len(ws.expandtabs(4))
 
 
 @dataclass
@@ -20,8 +41,28 @@ class Context:
 
     @property
     def indent(self) -> str:
-        """Indentation of the block the cursor is in."""
+        """Leading whitespace of the cursor's line before the cursor."""
         return self.line_prefix[: len(self.line_prefix) - len(self.line_prefix.lstrip())]
+
+    @property
+    def opens_line(self) -> bool:
+        """Cursor at column 0 of a line with code: a suggestion is whole lines inserted above it."""
+        return not self.line_prefix and bool(self.line_suffix.strip())
+
+    @cached_property
+    def following_lines(self) -> list[str]:
+        """The document's lines after the cursor's line (a few dozen at most), without newlines."""
+        end = self.text.find("\n", self.cursor)
+        if end < 0:
+            return []
+        lines = self.text[end + 1 :].split("\n", MAX_FOLLOWING_LINES)[:MAX_FOLLOWING_LINES]
+        return [line.rstrip("\r") for line in lines]
+
+    @cached_property
+    def previous_line(self) -> str | None:
+        """The last non-blank line before the cursor's line."""
+        line_start = self.cursor - len(self.line_prefix)
+        return _previous_code_line(self.text, line_start)
 
 
 def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
@@ -30,18 +71,29 @@ def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
     line_end = text.find("\n", cursor)
     line_end = len(text) if line_end < 0 else line_end
     line_prefix, line_suffix = text[line_start:cursor], text[cursor:line_end].rstrip("\r")
-    if line_suffix and (line_suffix[0].isalnum() or line_suffix[0] == "_"):
-        return None  # in the middle of a word: any insertion would split it
+    if line_prefix and not line_prefix.strip() and line_suffix.strip("".join(CLOSERS)):
+        return None  # inside the indentation of a line of code
+    if line_prefix and line_suffix and is_word_char(line_suffix[0]):
+        return None  # in the middle of or just before a word: any insertion would split it
+    ctx = Context(text, cursor, line_prefix, line_suffix, "single-line")
     if mode == "auto":
-        mode = "multi-line" if _wants_block(text, line_start, line_prefix, line_suffix) else "single-line"
-    return Context(text, cursor, line_prefix, line_suffix, mode)
+        mode = "multi-line" if _wants_block(ctx) else "single-line"
+    ctx.mode = mode
+    return ctx
 
 
-def _wants_block(text: str, line_start: int, line_prefix: str, line_suffix: str) -> bool:
-    if line_prefix.strip() or line_suffix.strip(" \t)]}"):
+def _wants_block(ctx: Context) -> bool:
+    prefix = ctx.line_prefix.rstrip()
+    if prefix.endswith("{") and ctx.line_suffix.strip().startswith("}"):
+        return True  # `f() {|}`: the body of an auto-closed block
+    if prefix or ctx.line_suffix.strip(" \t)]}"):
         return False  # code on the line: complete the line
-    prev = _previous_code_line(text, line_start)
-    return prev is None or prev.rstrip().endswith(BLOCK_OPENERS)
+    prev = ctx.previous_line
+    if prev is None or prev.rstrip().endswith(BLOCK_OPENERS):
+        return True
+    # An empty body: nothing at the cursor's depth follows, so the block is still to be written.
+    nxt = next((line for line in ctx.following_lines if line.strip()), None)
+    return nxt is None or indent_width(nxt) < indent_width(ctx.line_prefix)
 
 
 def _previous_code_line(text: str, line_start: int) -> str | None:

@@ -17,9 +17,12 @@ from santa_lsp.engine.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, Token
 # Characters looked at per budget token before tokenizing (code averages 3-4 chars/token).
 CHARS_PER_TOKEN_BOUND = 12
 # A fresh window fills this share of the prefix budget, leaving room to type before it moves.
-FRESH_FILL = 0.8
-# Token healing backs up over at most this many characters.
+FRESH_FILL = 0.7
+# Token healing backs up over at most this many characters and tokens.
 MAX_HEAL_CHARS = 24
+MAX_HEAL_TOKENS = 4
+# Characters of a word that token healing backs up over.
+WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$"
 
 
 @dataclass
@@ -121,17 +124,29 @@ class PromptBuilder:
         return starts[lo]
 
     def _heal(self, prefix_ids: list[int], text: str, start: int, cursor: int) -> tuple[list[int], str]:
-        """Drop the last prefix token when the cursor may sit inside it; return (ids, removed text).
+        """Back up over the tokens the cursor may sit inside; return (ids, removed text).
 
-        The engine then constrains its first tokens to reproduce the removed text, so the model
-        sees a natural token boundary (e.g. `pri|` continues as `print`, not `pri` + `nt`).
+        Those are the tokens covering the partial word at the cursor (`pri|`, `self.ba|`), or
+        a trailing run of blanks (`    |` merges with the next word in byte-level BPE). The
+        engine then constrains its first tokens to reproduce the removed text, so the model
+        sees a natural token boundary (`pri|` continues as ` print`, not `pri` + `nt`).
         """
-        last = self.tok.decode(prefix_ids[-1:])
-        if not last or len(last) > MAX_HEAL_CHARS or not text[start:cursor].endswith(last):
+        before = text[start:cursor]
+        word = len(before) - len(before.rstrip(WORD_CHARS)) if before[-1:] not in " \t" else 1
+        if word == 0 or word > MAX_HEAL_CHARS:
             return prefix_ids, ""
-        if not (last[-1].isalnum() or last[-1] in "_.$"):
-            return prefix_ids, ""  # after spaces or punctuation the boundary is already clean
-        return prefix_ids[:-1], last
+        removed = b""
+        for k in range(1, min(MAX_HEAL_TOKENS, len(prefix_ids)) + 1):
+            removed = self.tok.token_bytes(prefix_ids[-k]) + removed
+            try:
+                healed = removed.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # inside a multi-byte character: back up further
+            if len(healed) > MAX_HEAL_CHARS or not before.endswith(healed):
+                break
+            if len(healed) >= word:
+                return prefix_ids[:-k], healed
+        return prefix_ids, ""
 
 
 def _valid_start(text: str, start: int, cursor: int) -> bool:

@@ -1,11 +1,15 @@
-"""The completion pipeline, independent of LSP: context -> prompt -> engine -> post-processing.
+"""The completion pipeline, independent of LSP: typing-ahead cache -> context -> prompt ->
+engine -> post-processing.
 
 The server, the CLI, the benchmark and the evaluation all call `CompletionService.complete`.
+`CompletionService.stats` reports the typing-ahead cache's hit rate (for `santa.status`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from santa_lsp.config import Options
 from santa_lsp.engine import Engine, GenerationParams, GenerationResult
 from santa_lsp.errors import InvalidPosition
 from santa_lsp.prompt import PromptBuilder
+from santa_lsp.typeahead import TypeaheadCache
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +33,11 @@ class Completion:
     cursor: int
     replace_end: int
     mode: str
-    raw: str = ""  # model output before post-processing
-    generation: GenerationResult | None = None
+    raw: str = ""  # model output before post-processing (after the healed text)
+    generation: GenerationResult | None = None  # None when answered from the typing-ahead cache
     timings_ms: dict[str, float] = field(default_factory=dict)
+    source: str = "model"  # "model" | "typeahead"
+    healed: str = ""  # text before the cursor the model re-generated (token healing)
 
 
 class CompletionService:
@@ -38,10 +45,23 @@ class CompletionService:
         self.engine = engine
         self.options = options or Options()
         self.prompts = PromptBuilder(engine.tokenizer)
+        self.typeahead = TypeaheadCache()
+        self._lock = threading.Lock()  # guards the prompt windows and the typing-ahead cache
+        self._counts = {"requests": 0, "model_runs": 0, "suggestions": 0}
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Counters since start: requests, model_runs, suggestions (non-empty answers),
+        typeahead_hits, typeahead_misses, typeahead_hit_rate (hits / lookups, 0..1)."""
+        with self._lock:
+            return {**self._counts, "typeahead_hits": self.typeahead.hits,
+                    "typeahead_misses": self.typeahead.misses, "typeahead_hit_rate": self.typeahead.hit_rate}
 
     def forget(self, doc: str) -> None:
-        """A document was closed: drop its prompt window."""
-        self.prompts.forget(doc)
+        """A document was closed: drop its prompt window and cached suggestions."""
+        with self._lock:
+            self.prompts.forget(doc)
+            self.typeahead.forget(doc)
 
     def complete(
         self,
@@ -52,8 +72,12 @@ class CompletionService:
         options: Options | None = None,
         postprocessing: bool = True,
         reuse: bool = True,
+        typeahead: bool = True,
     ) -> Completion | None:
-        """The suggestion at character offset `cursor` of `text`, or None when there is none."""
+        """The suggestion at character offset `cursor` of `text`, or None when there is none.
+
+        `typeahead=False` always runs the model (benchmarks of the engine).
+        """
         opts = options or self.options
         if not 0 <= cursor <= len(text):
             raise InvalidPosition(f"cursor offset {cursor} is outside the document (length {len(text)})")
@@ -61,8 +85,16 @@ class CompletionService:
         ctx = ctxmod.analyze(text, cursor, opts.mode)
         if ctx is None or not opts.enable:
             return None
-        budget = opts.effective_budget(self.engine.n_positions)
-        prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc)
+        key = (dataclasses.astuple(opts), postprocessing)
+        with self._lock:
+            self._counts["requests"] += 1
+            hit = self.typeahead.lookup(doc, text, cursor, key) if typeahead else None
+            if hit is not None:
+                self._counts["suggestions"] += 1
+                return Completion(hit.text, cursor, cursor + hit.replace_len, hit.mode, source="typeahead",
+                                  timings_ms={"total": (time.perf_counter() - t0) * 1e3})
+            budget = opts.effective_budget(self.engine.n_positions)
+            prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc)
         t1 = time.perf_counter()
         tok = self.engine.tokenizer
         healed = prompt.healed
@@ -79,15 +111,24 @@ class CompletionService:
         raw = tok.decode(result.ids)
         # Token healing re-generates the removed text; the suggestion starts at the cursor.
         raw = raw[len(healed):] if raw.startswith(healed) else ""
-        text_out = postprocess.clean(raw, ctx) if postprocessing else raw
+        if postprocessing:
+            suggestion = postprocess.clean(raw, ctx)
+        else:
+            suggestion = postprocess.Suggestion(raw)
         t3 = time.perf_counter()
         timings = {
             "context": (t1 - t0) * 1e3, "prefill": result.prefill_ms, "decode": result.decode_ms,
             "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3,
         }
-        log.debug("completion %s reused=%d computed=%d gen=%d stop=%s timings=%s", doc, result.reused_tokens,
-                  result.computed_tokens, result.generated_tokens, result.stop_reason,
+        log.debug("completion %s reused=%d computed=%d gen=%d stop=%s healed=%r timings=%s", doc,
+                  result.reused_tokens, result.computed_tokens, result.generated_tokens, result.stop_reason, healed,
                   {k: round(v, 1) for k, v in timings.items()})
         if result.stop_reason == "cancelled":
             return None
-        return Completion(text_out, cursor, cursor, ctx.mode, raw, result, timings)
+        with self._lock:
+            self._counts["model_runs"] += 1
+            self._counts["suggestions"] += bool(suggestion.text)
+            if typeahead:
+                self.typeahead.store(doc, text, cursor, key, suggestion.text, suggestion.replace_len, ctx.mode)
+        return Completion(suggestion.text, cursor, cursor + suggestion.replace_len, ctx.mode, raw, result, timings,
+                          healed=healed)
