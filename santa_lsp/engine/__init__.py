@@ -18,7 +18,7 @@ from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
 from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
 from santa_lsp.engine.tokenizer import Tokenizer
-from santa_lsp.engine.weights import load_checkpoint
+from santa_lsp.engine.weights import load_checkpoint, read_config
 from santa_lsp.errors import ModelLoadError, ModelOfflineError
 
 __all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype"]
@@ -91,6 +91,7 @@ def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any
             raise ModelLoadError(name, f"unknown preset '{preset}'", f"Choose one of {', '.join(PRESETS)}.")
         return init_random(GPTBigCode(PRESETS[preset])), Tokenizer(BUNDLED_DIR / "tokenizer.json", "bundled")
     path = resolve(name, revision, allow_download, tqdm_class)
+    read_config(path, name)  # cheap checks first: a 4 GB read should not precede a missing file error
     tokenizer = Tokenizer(path / "tokenizer.json", name)
     model = load_checkpoint(path, name)
     if tokenizer.vocab_size > model.config.vocab_size:

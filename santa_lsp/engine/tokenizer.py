@@ -37,6 +37,8 @@ class Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         name = name or str(path)
+        if not path.is_file():
+            raise TokenizerError(name, f"no tokenizer.json in {path.parent}", "Download the model again.")
         try:
             self._tok = HFTokenizer.from_file(str(path))
         except Exception as err:  # tokenizers raises plain Exception subclasses for bad files

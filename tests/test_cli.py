@@ -1,0 +1,75 @@
+"""The one-shot CLI on real files, as a user runs it: output on stdout, clear errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from santa_lsp.cli import offset_of
+from santa_lsp.errors import SantaError
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "santa_lsp", *args], capture_output=True, text=True,
+                          timeout=timeout, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "demo.py"
+    path.write_text("def add(a, b):\n    return \n\nprint(add(1, 2))\n")
+    return path
+
+
+def test_complete_prints_a_completion(source, tiny_model_dir):
+    proc = run("complete", str(source), "--line", "2", "--column", "12", "--model", str(tiny_model_dir),
+               "--mode", "single-line", "--max-new-tokens", "8", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("\n") and "\n" not in proc.stdout[:-1]  # one line
+    assert "generated=" in proc.stderr and "prefill=" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--line", "9", "--column", "1"], "line 9 is outside the file"),
+        (["--line", "2", "--column", "40"], "column 40 is outside line 2"),
+    ],
+)
+def test_bad_position(source, tiny_model_dir, args, message):
+    proc = run("complete", str(source), *args, "--model", str(tiny_model_dir))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_path_and_binary_file(tmp_path, tiny_model_dir):
+    proc = run("complete", str(tmp_path / "missing.py"), "--line", "1", "--column", "1")
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    proc = run("complete", str(binary), "--line", "1", "--column", "1", "--model", str(tiny_model_dir))
+    assert proc.returncode == 2 and "binary" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_model(source, tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run("complete", str(source), "--line", "2", "--column", "12", "--model", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "no config.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_invalid_utf8_file_still_completes(tmp_path, tiny_model_dir):
+    path = tmp_path / "latin1.py"
+    path.write_bytes(b"name = 'caf\xe9'\nx = \n")
+    proc = run("complete", str(path), "--line", "2", "--column", "5", "--model", str(tiny_model_dir),
+               "--max-new-tokens", "4")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_offset_of_counts_characters():
+    text = "é😀x\nab\r\ncd"
+    assert offset_of(text, 1, 3) == 2
+    assert offset_of(text, 2, 3) == 6  # end of "ab" before the \r
+    assert offset_of(text, 3, 1) == 8
+    with pytest.raises(SantaError):
+        offset_of(text, 0, 1)
