@@ -100,7 +100,7 @@ def canon_license(name: str | None) -> str | None:
 # ---------------------------------------------------------------- fetching
 
 def fetch() -> None:
-    for sub in ("pypi", "npm", "maven"):
+    for sub in ("pypi", "npm", "debian"):
         (RAW / sub).mkdir(parents=True, exist_ok=True)
     have = {p.name.lower() for p in (RAW / "pypi").iterdir()}
     missing = [p for p in PYPI_PACKAGES

@@ -1,0 +1,261 @@
+"""Train the bundled SantaCoder-architecture model (gpt_bigcode, multi-query attention).
+
+Objective exactly as SantaCoder (bigcode Megatron-LM permute()): per document, with
+probability --fim-rate the text is split at two character positions drawn uniformly
+into prefix/middle/suffix; of those FIM samples, --spm-rate are in SPM order, the rest
+PSM; the remaining documents are plain left-to-right. Each part is tokenized separately.
+  PSM: <fim-prefix> prefix <fim-suffix> suffix <fim-middle> middle
+  SPM: <fim-prefix> <fim-suffix> suffix <fim-middle> prefix middle
+Documents are joined with <|endoftext|> and packed into sequences of --seq-len tokens.
+
+The run is time-budgeted (--max-minutes): the cosine schedule is laid out over the
+number of steps that the measured speed allows, and the run stops in time regardless.
+Every --export-minutes the model is validated, checkpointed, and exported to --export-dir
+so that a usable model always exists.
+
+Usage: nice -n 10 python3 training/train.py --max-minutes 100 --run-dir training/runs/main
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from export import export  # noqa: E402
+
+
+class FimPacker:
+    """Streams packed [seq_len] token blocks built from documents with the FIM transform."""
+
+    def __init__(self, texts: list[str], tok: Tokenizer, seq_len: int, fim_rate: float,
+                 spm_rate: float, seed: int, shuffle: bool = True):
+        self.texts, self.tok, self.seq_len = texts, tok, seq_len
+        self.fim_rate, self.spm_rate = fim_rate, spm_rate
+        self.rng = np.random.default_rng(seed)
+        self.shuffle = shuffle
+        ids = {t: tok.token_to_id(t) for t in
+               ("<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>")}
+        self.eot, self.pre, self.mid, self.suf = (ids["<|endoftext|>"], ids["<fim-prefix>"],
+                                                  ids["<fim-middle>"], ids["<fim-suffix>"])
+        self.buffer: list[int] = []
+        self.epoch = 0
+        self.order = self._new_order()
+        self.pos = 0
+
+    def _new_order(self) -> np.ndarray:
+        n = len(self.texts)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def _next_docs(self, k: int) -> list[str]:
+        out = []
+        while len(out) < k:
+            if self.pos >= len(self.order):
+                self.epoch += 1
+                self.order, self.pos = self._new_order(), 0
+            out.append(self.texts[self.order[self.pos]])
+            self.pos += 1
+        return out
+
+    def _permute(self, text: str) -> tuple[str, list[str]]:
+        """Return (mode, parts) with mode in {'ltr', 'psm', 'spm'}."""
+        if self.rng.random() >= self.fim_rate:
+            return "ltr", [text]
+        lo, hi = sorted(self.rng.integers(0, len(text) + 1, size=2))
+        prefix, middle, suffix = text[:lo], text[lo:hi], text[hi:]
+        mode = "spm" if self.rng.random() < self.spm_rate else "psm"
+        return mode, [prefix, middle, suffix]
+
+    def _fill(self) -> None:
+        docs = self._next_docs(32)
+        plans = [self._permute(d) for d in docs]
+        flat = [p for _, parts in plans for p in parts]
+        enc = iter(e.ids for e in self.tok.encode_batch(flat, add_special_tokens=False))
+        for mode, parts in plans:
+            if mode == "ltr":
+                self.buffer += next(enc)
+            else:
+                prefix, middle, suffix = next(enc), next(enc), next(enc)
+                if mode == "psm":
+                    self.buffer += [self.pre, *prefix, self.suf, *suffix, self.mid, *middle]
+                else:
+                    self.buffer += [self.pre, self.suf, *suffix, self.mid, *prefix, *middle]
+            self.buffer.append(self.eot)
+
+    def batch(self, batch_size: int) -> torch.Tensor:
+        need = batch_size * self.seq_len
+        while len(self.buffer) < need:
+            self._fill()
+        block, self.buffer = self.buffer[:need], self.buffer[need:]
+        return torch.tensor(block, dtype=torch.long).view(batch_size, self.seq_len)
+
+
+def load_texts(path: Path) -> list[str]:
+    with open(path) as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+@torch.no_grad()
+def evaluate(model, batches: list[torch.Tensor], amp: bool) -> float:
+    model.eval()
+    losses = []
+    for x in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            losses.append(model(input_ids=x, labels=x).loss.float().item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "corpus")
+    ap.add_argument("--tokenizer", type=Path, default=ROOT / "data" / "tokenizer.json")
+    ap.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "main")
+    ap.add_argument("--export-dir", type=Path,
+                    default=ROOT.parent / "santa_lsp" / "models" / "bundled")
+    ap.add_argument("--n-embd", type=int, default=256)
+    ap.add_argument("--n-layer", type=int, default=6)
+    ap.add_argument("--n-head", type=int, default=8)
+    ap.add_argument("--n-inner", type=int, default=1024)
+    ap.add_argument("--seq-len", type=int, default=1024, help="also the model's n_positions")
+    ap.add_argument("--batch-size", type=int, default=8, help="sequences per step")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--min-lr", type=float, default=2e-4)
+    ap.add_argument("--warmup-steps", type=int, default=50)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--fim-rate", type=float, default=0.5)
+    ap.add_argument("--spm-rate", type=float, default=0.5)
+    ap.add_argument("--max-minutes", type=float, default=100.0,
+                    help="wall-clock budget; the schedule is fitted to it")
+    ap.add_argument("--max-steps", type=int, default=0, help="0: as many as the budget allows")
+    ap.add_argument("--export-minutes", type=float, default=10.0)
+    ap.add_argument("--val-batches", type=int, default=12)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (measure first)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t_start = time.time()
+    deadline = t_start + args.max_minutes * 60
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+
+    tok = Tokenizer.from_file(str(args.tokenizer))
+    vocab_size = math.ceil(tok.get_vocab_size() / 128) * 128
+    train = FimPacker(load_texts(args.data / "train.jsonl"), tok, args.seq_len,
+                      args.fim_rate, args.spm_rate, seed=args.seed)
+    val_packer = FimPacker(load_texts(args.data / "val.jsonl"), tok, args.seq_len,
+                           args.fim_rate, args.spm_rate, seed=0, shuffle=False)
+    val_batches = [val_packer.batch(4) for _ in range(args.val_batches)]
+
+    config = GPTBigCodeConfig(
+        vocab_size=vocab_size, n_positions=args.seq_len, n_embd=args.n_embd,
+        n_layer=args.n_layer, n_head=args.n_head, n_inner=args.n_inner,
+        multi_query=True, activation_function="gelu_pytorch_tanh", layer_norm_epsilon=1e-5,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+        scale_attn_weights=True, initializer_range=0.02,
+        bos_token_id=tok.token_to_id("<|endoftext|>"),
+        eos_token_id=tok.token_to_id("<|endoftext|>"),
+        pad_token_id=tok.token_to_id("<fim-pad>"))
+    model = GPTBigCodeForCausalLM(config)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"params {n_params:,} vocab {vocab_size} seq {args.seq_len}", flush=True)
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=False)
+
+    log_path = args.run_dir / "log.csv"
+    log_f = open(log_path, "w", newline="")
+    log = csv.writer(log_f)
+    log.writerow(["step", "loss", "val_loss", "lr", "tokens", "elapsed_s", "epoch"])
+
+    tokens_per_step = args.batch_size * args.seq_len
+    total_steps = args.max_steps or 10**9  # refitted to the budget after a few steps
+    step, tokens = 0, 0
+    next_export = time.time() + args.export_minutes * 60
+    t_loop = time.time()
+    val_loss = float("nan")
+
+    def lr_at(s: int) -> float:
+        if s < args.warmup_steps:
+            return args.lr * (s + 1) / args.warmup_steps
+        frac = min(1.0, (s - args.warmup_steps) / max(1, total_steps - args.warmup_steps))
+        return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * frac))
+
+    def checkpoint(final: bool) -> None:
+        nonlocal val_loss
+        val_loss = evaluate(model, val_batches, args.bf16)
+        meta = {"step": step, "tokens": tokens, "train_loss": ema,
+                "val_loss": val_loss, "elapsed_s": round(time.time() - t_start, 1),
+                "params": n_params, "final": final, "args": {k: str(v) for k, v in
+                                                             vars(args).items()}}
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "meta": meta},
+                   args.run_dir / "checkpoint.pt")
+        export(model, args.tokenizer, args.export_dir, meta)
+        (args.run_dir / "summary.json").write_text(json.dumps(meta, indent=1))
+        log.writerow([step, f"{ema:.4f}", f"{val_loss:.4f}", "", tokens,
+                      f"{time.time() - t_start:.1f}", train.epoch])
+        log_f.flush()
+        print(f"checkpoint step {step} val_loss {val_loss:.4f} -> {args.export_dir}",
+              flush=True)
+
+    ema = float("nan")
+    val_reserve = 0.0  # seconds a validation+export takes, measured at the first one
+    while step < total_steps:
+        x = train.batch(args.batch_size)
+        lr = lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens += tokens_per_step
+        li = loss.item()
+        ema = li if math.isnan(ema) else 0.95 * ema + 0.05 * li
+        now = time.time()
+        if step == 10 and not args.max_steps:
+            # fit the cosine schedule to the time budget from the measured step time
+            per_step = (now - t_loop) / step
+            n_ckpt = args.max_minutes / args.export_minutes
+            remaining = deadline - now - 60 - n_ckpt * 20
+            total_steps = step + max(1, int(remaining / per_step * 0.97))
+            print(f"{per_step:.2f}s/step -> planning {total_steps} steps", flush=True)
+        if step % 10 == 0 or step == 1:
+            log.writerow([step, f"{li:.4f}", "", f"{lr:.2e}", tokens,
+                          f"{now - t_start:.1f}", train.epoch])
+            log_f.flush()
+            print(f"step {step}/{total_steps} loss {li:.4f} ema {ema:.4f} lr {lr:.2e} "
+                  f"tok {tokens} {tokens / (now - t_loop):.0f} tok/s", flush=True)
+        if now >= next_export:
+            t0 = time.time()
+            checkpoint(final=False)
+            val_reserve = time.time() - t0
+            next_export = time.time() + args.export_minutes * 60
+        if time.time() + val_reserve + 5 >= deadline:
+            print("time budget reached", flush=True)
+            break
+    checkpoint(final=True)
+    log_f.close()
+
+
+if __name__ == "__main__":
+    main()
