@@ -1,0 +1,360 @@
+"""The language server: pygls wiring and thin handlers.
+
+Handlers fetch the document, convert positions, and hand the work to the scheduler (one
+inference worker, newest request per document wins) and the completion service; options,
+loading, status and position encodings live in the modules next to this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from santa_lsp import __version__
+from santa_lsp.config import Options
+from santa_lsp.errors import SantaError
+from santa_lsp.lsp import positions, process, settings
+from santa_lsp.lsp.client_log import ClientLogHandler
+from santa_lsp.lsp.loading import load_in_background
+from santa_lsp.lsp.scheduler import Job, Scheduler
+from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, ModelStatus, Stats, status_report
+
+if TYPE_CHECKING:  # torch is imported by the loading thread, so initialize is answered at once
+    from santa_lsp.engine import LoadedModel
+    from santa_lsp.service import Completion, CompletionService
+
+log = logging.getLogger(__name__)
+
+STATUS_NOTIFICATION = "santa/status"
+STATUS_COMMAND = "santa.status"
+RELOAD_COMMAND = "santa.reload"
+
+
+@dataclass
+class Suggestion:
+    text: str
+    range: types.Range
+
+
+class SantaLanguageServer(LanguageServer):
+    def __init__(self, model: str | None = None) -> None:
+        super().__init__("santa-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.base_options = Options(model=model) if model else Options()
+        self.options = self.base_options
+        self.init_settings: Any = None
+        self.workspace_settings: Any = None
+        self.status = ModelStatus(requested_model=self.options.model)
+        self.stats = Stats()
+        self.service: CompletionService | None = None
+        self.loaded_options: Options | None = None  # options the current (or loading) model was asked with
+        self.scheduler = Scheduler()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.shutdown_requested = False
+        self._load_generation = 0
+
+    # -- plumbing: everything that talks to the client runs on the event loop ---------------
+    def on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            on_this_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:  # a worker thread
+            on_this_loop = False
+        if on_this_loop:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def show(self, message: str, kind: types.MessageType) -> None:
+        self.on_loop(self.window_show_message, types.ShowMessageParams(type=kind, message=message))
+
+    def set_status(self, state: str, message: str = "", **fields: Any) -> None:
+        self.status.state, self.status.message = state, message
+        for name, value in fields.items():
+            setattr(self.status, name, value)
+        log.info("state %s%s", state, f": {message}" if message else "")
+        self.on_loop(self.protocol.notify, STATUS_NOTIFICATION, self.status.notification())
+
+    def report(self) -> dict[str, Any]:
+        engine = self.service.engine if self.service is not None else None
+        return status_report(self.status, self.stats, engine.totals if engine else None,
+                             engine.cache_bytes() if engine else 0, str(self.workspace.position_encoding or ""))
+
+    # -- options and model lifecycle ---------------------------------------------------------
+    def apply_settings(self) -> None:
+        opts, errors = settings.merge(self.base_options, self.init_settings, self.workspace_settings)
+        if errors:
+            log.warning("%s", "; ".join(errors))
+            self.show(settings.error_message(errors), types.MessageType.Warning)
+        self.options = opts
+        if settings.needs_reload(self.loaded_options, opts) and (opts.enable or self.loaded_options is not None):
+            self.load_model()
+        elif not opts.enable:
+            self.scheduler.cancel_all()
+            self.set_status(DISABLED, "disabled by the 'enable' option")
+        elif self.status.state == DISABLED:
+            self.set_status(READY if self.service is not None else ERROR)
+
+    def load_model(self) -> None:
+        """(Re)load the model named by the current options in the background."""
+        self._load_generation += 1
+        generation, opts = self._load_generation, self.options
+        self.scheduler.cancel_all()
+        self.service = None  # let the old weights go before the new ones arrive
+        self.loaded_options = opts
+        self.set_status(LOADING, f"loading {opts.model}", requested_model=opts.model, model="", device="",
+                        dtype="", load_seconds=None)
+        asyncio.ensure_future(self._load(generation, opts))
+
+    async def _load(self, generation: int, opts: Options) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[LoadedModel | None, SantaError | None]] = loop.create_future()
+        token = f"santa-lsp/load/{generation}"
+        progress_open = False
+
+        def report(message: str, percentage: int | None) -> None:
+            if progress_open:
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(message=message, percentage=percentage))
+
+        load_in_background(
+            opts,
+            on_done=lambda loaded, err: loop.call_soon_threadsafe(_settle, done, (loaded, err)),
+            on_progress=lambda message, pct: self.on_loop(report, message, pct),
+            on_warning=lambda warning: self.show(f"santa-lsp: {warning}", types.MessageType.Warning),
+        )
+        if _client_supports_progress(self.client_capabilities):
+            try:
+                await asyncio.wait_for(self.work_done_progress.create_async(token), timeout=5)
+                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title="santa-lsp", message=f"loading {opts.model}", percentage=0))
+                progress_open = True
+            except Exception as err:  # a client that refuses progress still gets the model
+                log.debug("no progress reporting: %s", err)
+        loaded, error = await done
+        if progress_open:
+            end = "model ready" if error is None else "model failed to load"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=end))
+        if generation != self._load_generation:
+            return  # a newer load superseded this one
+        if error is not None:
+            self.set_status(ERROR, str(error))
+            self.show(f"santa-lsp: {error}", types.MessageType.Error)
+            return
+        from santa_lsp.service import CompletionService
+
+        assert loaded is not None
+        self.service = CompletionService(loaded.engine, opts)
+        state = READY if self.options.enable else DISABLED
+        self.set_status(state, loaded.warning, model=loaded.model, device=loaded.device, dtype=loaded.dtype,
+                        load_seconds=loaded.load_s)
+        log.info("model %s loaded on %s/%s in %.1fs", loaded.model, loaded.device, loaded.dtype, loaded.load_s)
+
+    # -- completions ---------------------------------------------------------------------------
+    async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
+        """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled)."""
+        t0 = time.perf_counter()
+        self.stats.requests += 1
+        service, opts = self.service, self.options
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if self.status.state != READY or service is None or doc is None:
+            self.stats.skipped += 1
+            return None
+        text = doc.source  # a snapshot: the worker never sees later edits
+        encoding = str(self.workspace.position_encoding or positions.UTF16)
+        cursor = positions.offset_at(text, position.line, position.character, encoding)
+        if cursor is None:
+            log.info("no completion: %d:%d is not a valid %s position in %s", position.line, position.character,
+                     encoding, uri)
+            self.stats.skipped += 1
+            return None
+
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
+
+        def work(cancelled: Callable[[], bool]) -> Completion | None:
+            return service.complete(text, cursor, doc=uri, cancelled=cancelled, options=opts)
+
+        def done(job: Job, result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, answer, (result, error))
+
+        job = self.scheduler.submit(uri, work, done, opts.debounce_ms / 1000)
+        try:
+            completion, error = await answer
+        except asyncio.CancelledError:  # $/cancelRequest (or shutdown): stop the worker too
+            job.cancel()
+            self.stats.cancelled += 1
+            raise
+        if job.cancelled():
+            self.stats.cancelled += 1
+            return None
+        if error is not None:
+            self.stats.errors += 1
+            if isinstance(error, SantaError):
+                log.info("no completion at %d:%d in %s: %s", position.line, position.character, uri, error)
+            else:
+                log.error("completion failed at %d:%d in %s", position.line, position.character, uri,
+                          exc_info=error)
+            return None
+        self.stats.completed += 1
+        total_ms = (time.perf_counter() - t0) * 1e3
+        self.stats.record_latency(total_ms)
+        if completion is None or not completion.text:
+            log.debug("completion %s %d:%d: empty, queued=%.1fms total=%.1fms", uri, position.line,
+                      position.character, job.wait_ms, total_ms)
+            return None
+        self.stats.suggestions += 1
+        log.debug("completion %s %d:%d: queued=%.1fms %s request=%.1fms", uri, position.line, position.character,
+                  job.wait_ms, " ".join(f"{k}={v:.1f}ms" for k, v in completion.timings_ms.items()), total_ms)
+        start = positions.position_at(text, completion.cursor, encoding)
+        end = positions.position_at(text, completion.replace_end, encoding)
+        return Suggestion(completion.text, types.Range(types.Position(*start), types.Position(*end)))
+
+
+def _settle(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _client_supports_progress(caps: types.ClientCapabilities) -> bool:
+    return bool(caps.window and caps.window.work_done_progress)
+
+
+def _client_has_inline_completion(caps: types.ClientCapabilities) -> bool:
+    return bool(caps.text_document and caps.text_document.inline_completion is not None)
+
+
+# -- handlers: adapters between LSP messages and the server's methods ---------------------------
+def on_initialize(ls: SantaLanguageServer, params: types.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
+    ls.init_settings = params.initialization_options
+    if not _client_has_inline_completion(params.capabilities):
+        # Clients without inline completion still get the suggestion, as a completion item;
+        # the others must not see it twice.
+        ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(on_completion)
+    process.watch_parent(params.process_id, lambda: _parent_gone(params.process_id))
+
+
+def _parent_gone(pid: int | None) -> None:
+    log.warning("client process %s exited; exiting", pid)
+    process.exit_now(1)
+
+
+def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> None:
+    ls.apply_settings()
+    if ls.loaded_options is None and not ls.options.enable:
+        ls.set_status(DISABLED, "disabled by the 'enable' option")
+
+
+async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    suggestion = await ls.suggest(params.text_document.uri, params.position)
+    if suggestion is None:
+        return types.InlineCompletionList(items=[])
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text,
+                                                                        range=suggestion.range)])
+
+
+async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams) -> types.CompletionList:
+    suggestion = await ls.suggest(params.text_document.uri, params.position)
+    # A completion edit must stay on one line and contain the cursor; longer replacements shrink to an insertion.
+    if suggestion is None:
+        return types.CompletionList(is_incomplete=True, items=[])
+    edit_range = suggestion.range
+    if edit_range.start.line != edit_range.end.line:
+        edit_range = types.Range(edit_range.start, edit_range.start)
+    first_line = suggestion.text.split("\n", 1)[0]
+    label = first_line.strip() or suggestion.text.strip().split("\n", 1)[0]
+    item = types.CompletionItem(
+        label=label + (" …" if "\n" in suggestion.text else ""),
+        kind=types.CompletionItemKind.Snippet,
+        detail="santa-lsp",
+        documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{suggestion.text}\n```"),
+        sort_text="0",
+        preselect=True,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=edit_range, new_text=suggestion.text),
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def on_did_change(ls: SantaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    # An answer computed for the old text would be wrong now.
+    ls.scheduler.cancel(params.text_document.uri)
+
+
+def on_did_close(ls: SantaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.scheduler.cancel(params.text_document.uri)
+    if ls.service is not None:
+        ls.service.forget(params.text_document.uri)
+
+
+async def on_did_change_configuration(ls: SantaLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    raw = params.settings
+    caps = ls.client_capabilities
+    if raw is None and caps.workspace is not None and caps.workspace.configuration:
+        # Pull-model clients send no settings: ask for our section.
+        result = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
+        raw = result[0] if result else None
+    ls.workspace_settings = raw
+    ls.apply_settings()
+
+
+def on_shutdown(ls: SantaLanguageServer, *args: Any) -> None:
+    ls.shutdown_requested = True
+    ls.scheduler.stop()
+
+
+def on_exit(ls: SantaLanguageServer, *args: Any) -> None:
+    process.exit_now(0 if ls.shutdown_requested else 1)
+
+
+def cmd_status(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
+    return ls.report()
+
+
+def cmd_reload(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
+    ls.load_model()
+    return ls.report()
+
+
+def create_server(model: str | None = None) -> SantaLanguageServer:
+    ls = SantaLanguageServer(model)
+    ls.feature(types.INITIALIZE)(on_initialize)
+    ls.feature(types.INITIALIZED)(on_initialized)
+    ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(on_inline_completion)
+    ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(on_did_change)
+    ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(on_did_close)
+    ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(on_did_change_configuration)
+    ls.feature(types.SHUTDOWN)(on_shutdown)
+    ls.feature(types.EXIT)(on_exit)
+    ls.command(STATUS_COMMAND)(cmd_status)
+    ls.command(RELOAD_COMMAND)(cmd_reload)
+    return ls
+
+
+def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str | None = None) -> int:
+    """Serve until the client exits, stdin closes or the client process dies; return the exit code."""
+    ls = create_server(model)
+    forward = ClientLogHandler(lambda kind, text: ls.on_loop(
+        ls.window_log_message, types.LogMessageParams(type=kind, message=text)))
+    logging.getLogger("santa_lsp").addHandler(forward)
+    if tcp:
+        ls.start_tcp(host, port)
+    else:
+        ls.start_io(sys.stdin.buffer, process.claim_stdout())
+    logging.getLogger("santa_lsp").removeHandler(forward)
+    ls.scheduler.stop()
+    code = 0 if ls.shutdown_requested else 1
+    # Interpreter shutdown must not wait on a generation or a download still running.
+    process.exit_soon(code)
+    return code

@@ -1,0 +1,77 @@
+"""What the server reports about itself: model state, request statistics, latency percentiles.
+
+`ModelStatus.notification()` is the payload of the `santa/status` notification (the VS Code
+status bar); `status_report` is the answer to `workspace/executeCommand santa.status`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+LOADING, READY, ERROR, DISABLED = "loading", "ready", "error", "disabled"
+LATENCY_WINDOW = 1000  # latencies kept for the percentiles
+
+
+@dataclass
+class ModelStatus:
+    state: str = LOADING
+    model: str = ""  # what is loaded (differs from requested_model after a fallback)
+    requested_model: str = ""
+    device: str = ""
+    dtype: str = ""
+    message: str = ""
+    load_seconds: float | None = None
+
+    def notification(self) -> dict[str, Any]:
+        return {"state": self.state, "model": self.model, "device": self.device, "dtype": self.dtype,
+                "message": self.message}
+
+
+@dataclass
+class Stats:
+    requests: int = 0  # every inline completion / completion request
+    completed: int = 0  # inference ran to the end (suggestion or not)
+    suggestions: int = 0  # non-empty answers
+    cancelled: int = 0  # superseded by a newer request, the document changed, or $/cancelRequest
+    skipped: int = 0  # answered empty without inference: loading, disabled, unknown document, bad position
+    errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def record_latency(self, ms: float) -> None:
+        self.latencies_ms.append(ms)
+
+    def latency_percentiles(self) -> dict[str, float | None]:
+        values = sorted(self.latencies_ms)
+        return {f"p{p}": _percentile(values, p) for p in (50, 95, 99)}
+
+    def as_dict(self, engine_totals: dict[str, int] | None = None, cache_bytes: int = 0) -> dict[str, Any]:
+        totals = engine_totals or {}
+        return {
+            "requests": self.requests, "completed": self.completed, "suggestions": self.suggestions,
+            "cancelled": self.cancelled, "skipped": self.skipped, "errors": self.errors,
+            "reusedTokens": totals.get("reused_tokens", 0), "computedTokens": totals.get("computed_tokens", 0),
+            "generatedTokens": totals.get("generated_tokens", 0), "cacheBytes": cache_bytes,
+            "latencyMs": self.latency_percentiles(),
+        }
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile; None without samples."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return round(sorted_values[rank - 1], 1)
+
+
+def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, int] | None = None,
+                  cache_bytes: int = 0, position_encoding: str = "") -> dict[str, Any]:
+    return {
+        "state": status.state, "model": status.model, "requestedModel": status.requested_model,
+        "device": status.device, "dtype": status.dtype, "message": status.message,
+        "loadSeconds": None if status.load_seconds is None else round(status.load_seconds, 2),
+        "positionEncoding": position_encoding,
+        "stats": stats.as_dict(engine_totals, cache_bytes),
+    }
