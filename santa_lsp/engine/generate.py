@@ -17,6 +17,7 @@ from functools import cached_property
 
 import torch
 
+from santa_lsp.engine.graphs import GraphedDecoder
 from santa_lsp.engine.model import GPTBigCode, KVCache
 from santa_lsp.engine.tokenizer import Tokenizer
 
@@ -57,6 +58,7 @@ class _Slot:
     cache: KVCache
     ids: list[int] = field(default_factory=list)  # tokens whose K/V are valid in `cache`
     last_used: float = 0.0
+    decoder: GraphedDecoder | None = None  # CUDA only: the captured static decode step
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -169,10 +171,17 @@ class Engine:
             if cancelled():
                 reason = "cancelled"
                 break
-            ids = torch.tensor([token], dtype=torch.long, device=self.device)
-            logits = self.model(ids, len(slot.ids), slot.cache, last_only=True)[-1]
+            logits = self._decode_one(slot, token)
             slot.ids.append(token)
         return self._result(out, reason, prompt, reused, len(prompt) - reused, t0, t1)
+
+    def _decode_one(self, slot: _Slot, token: int) -> torch.Tensor:
+        if self.device.type == "cuda":
+            if slot.decoder is None:
+                slot.decoder = GraphedDecoder(self.model, slot.cache)
+            return slot.decoder(token, len(slot.ids))
+        ids = torch.tensor([token], dtype=torch.long, device=self.device)
+        return self.model(ids, len(slot.ids), slot.cache, last_only=True)[-1]
 
     def _result(self, out, reason, prompt, reused, computed, t0, t1) -> GenerationResult:
         t2 = time.perf_counter()
