@@ -1,0 +1,496 @@
+"""Keystroke storm: drive the real server over stdio the way a fast typist in a busy editor would.
+
+`python -m santa_lsp.storm --model DIR --pairs 3000 --rate 150` starts `santa-lsp serve --stdio`,
+opens `--docs` documents and types bursts of characters into them, one document per burst:
+each keystroke is a `didChange` (incremental) followed at once by an `inlineCompletion`
+request, sent at `--rate` pairs per second. A share of the requests (`--cancel`) is cancelled
+with `$/cancelRequest`. The last request of a burst is never cancelled and must come back
+with a suggestion; its latency is what a user waits for when they stop typing. The next
+burst goes to another document at once, so up to one final request per document is in
+flight while the storm goes on.
+
+Checks (the report's `failures` lists every broken one; the exit status is 1 if any):
+every request answered (a result, or the RequestCancelled error); no other error; the
+last request of each burst answered with a non-empty suggestion; at most one queued
+inference per document (from `santa.status`); the server alive until `shutdown`/`exit`,
+then gone with status 0. Resident memory is sampled from /proc; the growth after warm-up is
+reported (and checked with `--max-rss-growth-mb`).
+
+`RawClient` is a minimal JSON-RPC client over a subprocess's stdio, also used by the tests
+that send the server malformed bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REQUEST_CANCELLED = -32800
+
+
+def server_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "santa_lsp", "serve", "--stdio", *args]
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a server under test: the package importable, never the network."""
+    env = dict(os.environ)
+    repo = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    env["HF_HUB_OFFLINE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message).encode("utf-8")
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class RawClient:
+    """JSON-RPC over the stdio of a server subprocess, without any LSP library in between.
+
+    A reader thread collects responses (by id, with their arrival time) and answers the
+    server's own requests (`workspace/configuration`, progress creation) with null.
+    """
+
+    def __init__(self, cmd: list[str] | None = None, env: dict[str, str] | None = None,
+                 stderr_path: Path | None = None, **popen: Any) -> None:
+        self._stderr = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd or server_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, env=env or server_env(), **popen)
+        self.responses: dict[Any, tuple[float, dict[str, Any]]] = {}
+        self.notifications: deque[dict[str, Any]] = deque(maxlen=200)
+        self.sent_at: dict[Any, float] = {}
+        self._next_id = 0
+        self._cv = threading.Condition()
+        self._write_lock = threading.Lock()
+        self.closed = False  # the server's stdout ended
+        self._reader = threading.Thread(target=self._read, name="storm-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, data: bytes) -> bool:
+        """Send raw bytes; False when the server no longer reads."""
+        try:
+            with self._write_lock:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            return False
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.write(frame({"jsonrpc": "2.0", "method": method, "params": params}))
+
+    def send(self, method: str, params: Any = None) -> int:
+        with self._cv:
+            self._next_id += 1
+            msg_id = self._next_id
+            self.sent_at[msg_id] = time.monotonic()
+        self.write(frame({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}))
+        return msg_id
+
+    def wait(self, msg_id: Any, timeout: float = 30.0) -> dict[str, Any] | None:
+        """The response to request `msg_id`, or None if none came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while msg_id not in self.responses:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return None
+                self._cv.wait(min(left, 0.1))
+            return self.responses[msg_id][1]
+
+    def request(self, method: str, params: Any = None, timeout: float = 30.0) -> dict[str, Any] | None:
+        return self.wait(self.send(method, params), timeout)
+
+    def latency_ms(self, msg_id: Any) -> float | None:
+        got = self.responses.get(msg_id)
+        return None if got is None else (got[0] - self.sent_at[msg_id]) * 1e3
+
+    # -- LSP conveniences --------------------------------------------------------------------
+    def initialize(self, options: dict[str, Any] | None = None, process_id: int | None = None,
+                   timeout: float = 60.0) -> dict[str, Any]:
+        caps = {"textDocument": {"synchronization": {}, "inlineCompletion": {}},
+                "window": {"workDoneProgress": True}, "general": {"positionEncodings": ["utf-16"]}}
+        reply = self.request("initialize", {"processId": process_id, "capabilities": caps,
+                                            "initializationOptions": options or {}}, timeout)
+        if reply is None or "result" not in reply:
+            raise RuntimeError(f"initialize failed: {reply}")
+        self.notify("initialized", {})
+        return reply["result"]
+
+    def status(self, timeout: float = 30.0) -> dict[str, Any] | None:
+        reply = self.request("workspace/executeCommand", {"command": "santa.status", "arguments": []}, timeout)
+        return None if reply is None else reply.get("result")
+
+    def wait_ready(self, timeout: float = 120.0, states: tuple[str, ...] = ("ready",)) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(timeout=max(1.0, deadline - time.monotonic()))
+            if status and status.get("state") in states:
+                return status
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"server not {states} after {timeout:g}s: {status}")
+            time.sleep(0.05)
+
+    def open(self, uri: str, text: str, version: int = 1, language: str = "python") -> None:
+        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": version,
+                                                              "text": text}})
+
+    def change(self, uri: str, version: int, line: int, character: int, text: str) -> None:
+        """Insert `text` at (line, character), an incremental change."""
+        pos = {"line": line, "character": character}
+        self.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"range": {"start": pos, "end": pos}, "text": text}]})
+
+    def inline(self, uri: str, line: int, character: int) -> int:
+        return self.send("textDocument/inlineCompletion", {
+            "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+            "context": {"triggerKind": 2}})
+
+    def shutdown(self, timeout: float = 10.0) -> int | None:
+        """shutdown + exit; the server's exit status (None if it did not exit within `timeout`)."""
+        self.request("shutdown", None, timeout)
+        self.notify("exit")
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        """Make sure the server is gone (kill it if needed)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self._stderr is not subprocess.DEVNULL:
+            self._stderr.close()
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read(self) -> None:
+        out = self.proc.stdout
+        try:
+            while True:
+                length = None
+                while True:
+                    line = out.readline()
+                    if not line:
+                        return
+                    if line in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = line.decode("ascii", "replace").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                if length is None:
+                    continue
+                body = out.read(length)
+                if len(body) < length:
+                    return
+                self._dispatch(json.loads(body))
+        finally:
+            with self._cv:
+                self.closed = True
+                self._cv.notify_all()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        if "method" in msg and "id" in msg:  # the server asks something: answer null
+            self.write(frame({"jsonrpc": "2.0", "id": msg["id"], "result": None}))
+        elif "method" in msg:
+            self.notifications.append(msg)
+        else:
+            with self._cv:
+                self.responses[msg.get("id")] = (time.monotonic(), msg)
+                self._cv.notify_all()
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of process `pid` in MiB (Linux), None elsewhere or once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# -- the storm ---------------------------------------------------------------------------------
+# What bursts type: a new line with one of these. Each ends after an opener, where a suggestion
+# is expected (for the random tiny test models too: they repeat the last token).
+SNIPPETS = (
+    "result = compute(", "print(", "values = sorted(", "total += len(", "if is_valid(",
+    "items.append(", "return dict(", "logger.info(", "data = load(", "for key in range(",
+)
+
+
+def make_document(i: int, rng: random.Random) -> str:
+    """A plausible Python module: a few functions, a comment with non-ASCII text, a class."""
+    parts = [f'"""Module {i}: helpers for the storm (ünïcode and an emoji 🐍 in a docstring)."""\n\nimport os\n\n']
+    for j in range(rng.randint(2, 6)):
+        parts.append(f"def helper_{i}_{j}(a, b):\n    # add {j}\n    value = a + b * {j}\n    return value\n\n\n")
+    parts.append(f"class Thing{i}:\n    def __init__(self, x):\n        self.x = x\n\n\ndef main():\n    x = 1")
+    return "".join(parts)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass
+class _Doc:
+    uri: str
+    text: str
+    version: int = 1
+    final_id: int | None = None  # the unanswered last request of its last burst
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """(line, UTF-16 character) of the end of the document, where typing happens."""
+        last = self.text.rsplit("\n", 1)[-1]
+        return self.text.count("\n"), utf16_len(last)
+
+
+@dataclass
+class StormConfig:
+    model: str
+    pairs: int = 2000
+    rate: float = 150.0  # didChange + inlineCompletion pairs per second
+    docs: int = 20
+    cancel: float = 0.1  # share of requests cancelled with $/cancelRequest
+    max_lines_per_burst: int = 3  # a burst types 1..this many lines, each one of SNIPPETS
+    # The last request of a burst must bring a non-empty suggestion (true for the test models,
+    # which always suggest after an opener); otherwise any result that is not cancelled counts.
+    require_suggestion: bool = True
+    max_new_tokens: int = 16
+    seed: int = 0
+    warmup: float = 0.2  # share of the pairs after which RSS growth is measured
+    max_rss_growth_mb: float | None = None
+    answer_timeout: float = 60.0
+    stderr_path: Path | None = None
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+
+def run_storm(cfg: StormConfig) -> dict[str, Any]:
+    """Run one storm and return the report (see the module docstring for what is checked)."""
+    rng = random.Random(cfg.seed)
+    options = {"model": cfg.model, "maxNewTokens": cfg.max_new_tokens, **cfg.extra_options}
+    client = RawClient(stderr_path=cfg.stderr_path)
+    report: dict[str, Any] = {"config": {k: v for k, v in vars(cfg).items() if k not in ("stderr_path",)}}
+    report["config"]["extra_options"] = cfg.extra_options
+    failures: list[str] = []
+    rss: list[tuple[int, float]] = []  # (pairs sent, MiB)
+    try:
+        t_start = time.monotonic()
+        client.initialize(options, process_id=os.getpid())
+        ready = client.wait_ready(timeout=cfg.answer_timeout * 2)
+        report["model"] = {k: ready.get(k) for k in ("model", "device", "dtype", "loadSeconds")}
+        report["startup_s"] = round(time.monotonic() - t_start, 2)
+        docs = [_Doc(f"file:///storm/doc{i:02d}.py", make_document(i, rng)) for i in range(cfg.docs)]
+        for doc in docs:
+            client.open(doc.uri, doc.text)
+        # Warm the model once so the first burst's figures are not the load's.
+        line, char = docs[0].cursor
+        client.wait(client.inline(docs[0].uri, line, char), cfg.answer_timeout)
+
+        requests: list[int] = []
+        cancelled_ids: set[int] = set()
+        finals: list[int] = []
+        interval = 1.0 / cfg.rate
+        sent = 0
+        next_at = time.monotonic()
+        t0 = next_at
+        previous: _Doc | None = None
+        warm_at = int(cfg.pairs * cfg.warmup)
+        while sent < cfg.pairs:
+            # The next document: not the last one, and with its previous final request answered.
+            free = [d for d in docs if d is not previous and (d.final_id is None or d.final_id in client.responses)]
+            if not free:
+                time.sleep(0.005)
+                next_at = max(next_at, time.monotonic())
+                continue
+            doc = previous = rng.choice(free)
+            keys: list[str] = []
+            for _ in range(rng.randint(1, cfg.max_lines_per_burst)):
+                snippet = rng.choice(SNIPPETS)
+                keys += ["\n    "] + list(snippet)  # newline + indent arrive as one edit, as editors send them
+            for k, key in enumerate(keys):
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval
+                line, char = doc.cursor
+                doc.version += 1
+                client.change(doc.uri, doc.version, line, char, key)
+                doc.text += key
+                line, char = doc.cursor
+                msg_id = client.inline(doc.uri, line, char)
+                requests.append(msg_id)
+                sent += 1
+                last = k == len(keys) - 1
+                if last:
+                    doc.final_id = msg_id
+                    finals.append(msg_id)
+                elif rng.random() < cfg.cancel:
+                    # Cancel this request or an older one still in flight.
+                    target = msg_id if rng.random() < 0.5 else rng.choice(requests[-20:])
+                    if target not in finals:
+                        client.notify("$/cancelRequest", {"id": target})
+                        cancelled_ids.add(target)
+                if sent % 100 == 0 or sent == warm_at:
+                    mb = rss_mb(client.pid)
+                    if mb is not None:
+                        rss.append((sent, mb))
+        t_sent = time.monotonic()
+        # Every request must be answered.
+        deadline = time.monotonic() + cfg.answer_timeout
+        for msg_id in requests:
+            if client.wait(msg_id, max(0.0, deadline - time.monotonic())) is None:
+                break
+        t_done = time.monotonic()
+        mb = rss_mb(client.pid)
+        if mb is not None:
+            rss.append((sent, mb))
+
+        kinds = {"suggestion": 0, "empty": 0, "cancelled": 0, "error": 0, "unanswered": 0}
+        errors: list[Any] = []
+        for msg_id in requests:
+            got = client.responses.get(msg_id)
+            if got is None:
+                kinds["unanswered"] += 1
+                continue
+            msg = got[1]
+            if "error" in msg:
+                if msg["error"].get("code") == REQUEST_CANCELLED:
+                    kinds["cancelled"] += 1
+                else:
+                    kinds["error"] += 1
+                    errors.append(msg["error"])
+            elif (msg.get("result") or {}).get("items"):
+                kinds["suggestion"] += 1
+            else:
+                kinds["empty"] += 1
+        final_lat = sorted(x for x in (client.latency_ms(i) for i in finals) if x is not None)
+        finals_ok = sum(1 for i in finals if (client.responses.get(i, (0, {}))[1].get("result") or {}).get("items"))
+        status = client.status(timeout=cfg.answer_timeout) or {}
+        stats = status.get("stats", {})
+        report.update({
+            "pairs": sent,
+            "documents": cfg.docs,
+            "send_seconds": round(t_sent - t0, 2),
+            "rate_pairs_per_s": round(sent / max(1e-9, t_sent - t0), 1),
+            "drain_seconds": round(t_done - t_sent, 2),
+            "cancel_notifications": len(cancelled_ids),
+            "responses": kinds,
+            "errors_sample": errors[:5],
+            "bursts": len(finals),
+            "finals_with_suggestion": finals_ok,
+            "final_latency_ms": _summary(final_lat),
+            "server_stats": stats,
+            "rss_mb": _rss_summary(rss, warm_at),
+        })
+        if kinds["unanswered"]:
+            failures.append(f"{kinds['unanswered']} requests never answered")
+        if kinds["error"]:
+            failures.append(f"{kinds['error']} requests answered with an error: {errors[:3]}")
+        finals_answered = sum(1 for i in finals if "result" in client.responses.get(i, (0, {}))[1])
+        report["finals_answered"] = finals_answered
+        if finals_answered < len(finals):
+            failures.append(f"only {finals_answered} of {len(finals)} final requests got a result")
+        if cfg.require_suggestion and finals_ok < len(finals):
+            failures.append(f"only {finals_ok} of {len(finals)} final requests got a suggestion")
+        queued = stats.get("maxQueuedPerDocument")
+        if queued is not None and queued > 1:
+            failures.append(f"{queued} inferences queued for one document")
+        growth = report["rss_mb"].get("growth_after_warmup")
+        if cfg.max_rss_growth_mb is not None and growth is not None and growth > cfg.max_rss_growth_mb:
+            failures.append(f"RSS grew {growth:.1f} MiB after warm-up (limit {cfg.max_rss_growth_mb})")
+        if client.proc.poll() is not None:
+            failures.append(f"server exited during the storm with status {client.proc.returncode}")
+        code = client.shutdown()
+        report["exit_status"] = code
+        if code != 0:
+            failures.append(f"server exit status after shutdown/exit: {code}")
+    finally:
+        client.close()
+    report["failures"] = failures
+    return report
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+
+    def pct(p: float) -> float:
+        return round(values[min(len(values) - 1, max(0, int(round(p / 100 * len(values))) - 1))], 1)
+
+    return {"n": len(values), "p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(values[-1], 1)}
+
+
+def _rss_summary(samples: list[tuple[int, float]], warm_at: int) -> dict[str, float | None]:
+    if not samples:
+        return {}
+    after = [mb for n, mb in samples if n >= warm_at] or [samples[-1][1]]
+    return {"first": round(samples[0][1], 1), "after_warmup": round(after[0], 1), "last": round(samples[-1][1], 1),
+            "max": round(max(mb for _, mb in samples), 1), "growth_after_warmup": round(after[-1] - after[0], 1),
+            "samples": len(samples)}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model for the server (a checkpoint directory, 'bundled', ...)")
+    p.add_argument("--pairs", type=int, default=2000, help="didChange + inlineCompletion pairs (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=150.0, help="pairs per second (default: %(default)s)")
+    p.add_argument("--docs", type=int, default=20, help="open documents (default: %(default)s)")
+    p.add_argument("--cancel", type=float, default=0.1, help="share of requests cancelled (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-empty-finals", action="store_true",
+                   help="a burst's last request may be answered with no suggestion (a real model may have none)")
+    p.add_argument("--max-rss-growth-mb", type=float, default=None, help="fail if RSS grows more after warm-up")
+    p.add_argument("--json", type=Path, default=None, help="write the report here")
+    p.add_argument("--server-log", type=Path, default=None, help="write the server's stderr here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m santa_lsp.storm", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = StormConfig(model=args.model, pairs=args.pairs, rate=args.rate, docs=args.docs, cancel=args.cancel,
+                      max_new_tokens=args.max_new_tokens, seed=args.seed,
+                      require_suggestion=not args.allow_empty_finals, max_rss_growth_mb=args.max_rss_growth_mb,
+                      stderr_path=args.server_log)
+    report = run_storm(cfg)
+    text = json.dumps(report, indent=1, default=str)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
