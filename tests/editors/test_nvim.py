@@ -235,6 +235,22 @@ def test_accept_word_and_line(nvim_factory, renderer):
     wait_for(lambda: vim.buffer() == ["x = computed(a, b)"], 5, "the line accepted", lambda: vim.buffer())
 
 
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_utf16_positions(nvim_factory, renderer, monkeypatch):
+    monkeypatch.setenv("FAKE_SANTA_ENCODING", "utf-16")
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    assert vim.lua("return require('santa_lsp').clients(0)[1].offset_encoding") == "utf-16"
+    vim.feed("is = 'é😀'; comp")  # 2 + 4 bytes, 1 + 2 UTF-16 units
+    ghost = vim.wait_ghost(10)
+    assert ghost["lines"][0].startswith("uted(a, b)")
+    vim.feed("<Tab>")
+    wait_for(lambda: vim.buffer() == ["s = 'é😀'; computed(a, b)", "print(a)"], 5, "accepted",
+             lambda: vim.buffer())
+
+
 def test_fallback_typing_through_and_cycle_and_dismiss(nvim_factory):
     vim = nvim_factory(fake_opts(renderer="fallback"))
     vim.edit("a.py")
@@ -359,6 +375,10 @@ def fake_server() -> None:
     from lsprotocol import types as t
     from pygls.lsp.server import LanguageServer
 
+    from pygls.capabilities import ServerCapabilitiesBuilder
+
+    if os.environ.get("FAKE_SANTA_ENCODING") == "utf-16":  # Neovim prefers utf-8 when offered
+        ServerCapabilitiesBuilder.choose_position_encoding = lambda *a, **k: t.PositionEncodingKind.Utf16
     server = LanguageServer("fake-santa", "0.0", text_document_sync_kind=t.TextDocumentSyncKind.Full)
 
     @server.feature(t.INITIALIZED)
@@ -370,7 +390,10 @@ def fake_server() -> None:
     def inline(ls: LanguageServer, params: t.InlineCompletionParams):
         doc = ls.workspace.get_text_document(params.text_document.uri)
         line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
-        before = line[: params.position.character]
+        if ls.workspace.position_encoding == t.PositionEncodingKind.Utf16:
+            before = line.encode("utf-16-le")[: 2 * params.position.character].decode("utf-16-le")
+        else:
+            before = line.encode()[: params.position.character].decode()
         word = before.split(" ")[-1]
         full = "computed(a, b)\nprint(a)"
         if not word or not full.startswith(word):
