@@ -69,7 +69,12 @@ class Tokenizer:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids if text else []
+        if not text:
+            return []
+        try:
+            return self._tok.encode(text, add_special_tokens=False).ids
+        except TypeError:  # lone surrogates (JSON can carry "\ud800"): not UTF-8, so one "?" each
+            return self._tok.encode(text.encode("utf-8", "replace").decode("utf-8"), add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
