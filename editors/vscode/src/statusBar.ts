@@ -21,8 +21,7 @@ export class StatusBar implements vscode.Disposable {
   }
 
   update(status: ServerStatus): void {
-    // Keep what the server told us before (model, device) when a notification omits it.
-    this.status = status.state === "stopped" || status.state === "starting" ? status : { ...this.status, ...status };
+    this.status = status;
     if (status.state !== "loading") this.progress = undefined;
     this.render();
   }
