@@ -30,6 +30,18 @@ def claim_stdout() -> BinaryIO:
     return os.fdopen(protocol_fd, "wb")
 
 
+def is_loopback(host: str) -> bool:
+    """True if `host` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve anywhere
+
+
 def process_alive(pid: int) -> bool:
     if os.name == "nt":
         return _windows_process_alive(pid)

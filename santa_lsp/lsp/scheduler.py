@@ -51,6 +51,7 @@ class Scheduler:
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._stopped = False
+        self._max_queued = self._max_queued_per_doc = 0  # high-water marks, for santa.status
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -64,9 +65,17 @@ class Scheduler:
                 dropped.append(job)
             else:
                 self._pending.append(job)
+                self._max_queued = max(self._max_queued, len(self._pending))
+                self._max_queued_per_doc = max(self._max_queued_per_doc, sum(j.doc == doc for j in self._pending))
                 self._cv.notify()
         _finish_dropped(dropped)
         return job
+
+    def queue_stats(self) -> dict[str, int]:
+        """Jobs waiting now, and the most ever waiting at once: in all, and for one document."""
+        with self._cv:
+            return {"queued": len(self._pending), "maxQueued": self._max_queued,
+                    "maxQueuedPerDocument": self._max_queued_per_doc}
 
     def cancel(self, doc: str) -> None:
         """Cancel every job of `doc` (its text changed or it was closed)."""

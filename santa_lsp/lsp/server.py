@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from santa_lsp import __version__
 from santa_lsp.config import Options
@@ -45,9 +47,23 @@ class Suggestion:
     range: types.Range
 
 
+class AnsweringProtocol(LanguageServerProtocol):
+    """pygls drops a request whose params do not deserialize without answering it, and the
+    client waits forever; answer it with the error (InvalidParams) instead."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as err:
+            if "method" in data and isinstance(data.get("id"), (int, str)) and not isinstance(data["id"], bool):
+                self._send_response(data["id"], None, err.to_response_error())
+            raise
+
+
 class SantaLanguageServer(LanguageServer):
     def __init__(self, model: str | None = None) -> None:
-        super().__init__("santa-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("santa-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         protocol_cls=AnsweringProtocol)
         self.base_options = Options(model=model) if model else Options()
         self.options = self.base_options
         self.init_settings: Any = None
@@ -88,7 +104,11 @@ class SantaLanguageServer(LanguageServer):
     def report(self) -> dict[str, Any]:
         engine = self.service.engine if self.service is not None else None
         return status_report(self.status, self.stats, engine.totals if engine else None,
-                             engine.cache_bytes() if engine else 0, str(self.workspace.position_encoding or ""))
+                             engine.cache_bytes() if engine else 0, self.position_encoding())
+
+    def position_encoding(self) -> str:
+        kind = self.workspace.position_encoding  # a PositionEncodingKind or a plain string
+        return str(getattr(kind, "value", kind) or positions.UTF16)
 
     # -- options and model lifecycle ---------------------------------------------------------
     def apply_settings(self) -> None:
@@ -170,7 +190,7 @@ class SantaLanguageServer(LanguageServer):
             self.stats.skipped += 1
             return None
         text = doc.source  # a snapshot: the worker never sees later edits
-        encoding = str(self.workspace.position_encoding or positions.UTF16)
+        encoding = self.position_encoding()
         cursor = positions.offset_at(text, position.line, position.character, encoding)
         if cursor is None:
             log.info("no completion: %d:%d is not a valid %s position in %s", position.line, position.character,
@@ -277,7 +297,7 @@ async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams)
         label=label + (" …" if "\n" in suggestion.text else ""),
         kind=types.CompletionItemKind.Snippet,
         detail="santa-lsp",
-        documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{suggestion.text}\n```"),
+        documentation=suggestion.text,
         sort_text="0",
         preselect=True,
         insert_text_format=types.InsertTextFormat.PlainText,
@@ -288,6 +308,7 @@ async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams)
 
 def on_did_change(ls: SantaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
     # An answer computed for the old text would be wrong now.
+    log.debug("didChange %s v%d: its requests are cancelled", params.text_document.uri, params.text_document.version)
     ls.scheduler.cancel(params.text_document.uri)
 
 
@@ -319,7 +340,9 @@ def on_exit(ls: SantaLanguageServer, *args: Any) -> None:
 
 
 def cmd_status(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
-    return ls.report()
+    report = ls.report()
+    report["stats"].update(ls.scheduler.queue_stats())
+    return report
 
 
 def cmd_reload(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
@@ -345,11 +368,19 @@ def create_server(model: str | None = None) -> SantaLanguageServer:
 def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str | None = None) -> int:
     """Serve until the client exits, stdin closes or the client process dies; return the exit code."""
     ls = create_server(model)
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
     forward = ClientLogHandler(lambda kind, text: ls.on_loop(
         ls.window_log_message, types.LogMessageParams(type=kind, message=text)))
     logging.getLogger("santa_lsp").addHandler(forward)
     if tcp:
-        ls.start_tcp(host, port)
+        if not process.is_loopback(host):
+            log.warning("listening on %s: other machines can reach this server and read your code; "
+                        "use --host 127.0.0.1 unless you mean it", host)
+        try:
+            ls.start_tcp(host, port)
+        except OSError as err:  # port taken, address not ours: one line, not a traceback
+            raise SantaError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     else:
         ls.start_io(sys.stdin.buffer, process.claim_stdout())
     logging.getLogger("santa_lsp").removeHandler(forward)

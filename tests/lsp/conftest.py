@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from lsp_helpers import close_session, make_slow_model, open_session, wait_state
+from lsp_helpers import capabilities, close_session, make_slow_model, open_session, wait_state
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,27 @@ def slow_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 async def client(tiny_model_dir):
     """A server for a client with inline completion, UTF-16 positions and the tiny model, ready."""
     session = await open_session({"model": str(tiny_model_dir), "maxNewTokens": 8})
+    await wait_state(session)
+    yield session
+    await close_session(session)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def plain_client(tiny_model_dir):
+    """A client without inline completion (gets textDocument/completion instead) or progress support,
+    offering UTF-8 positions, whose initializationOptions hold two mistakes."""
+    caps = capabilities(inline=False, encodings=["utf-8", "utf-16"], progress=False)
+    session = await open_session({"santa": {"model": str(tiny_model_dir), "maxNewTokens": "many", "bogusOption": 1}},
+                                 caps)
+    await wait_state(session)
+    yield session
+    await close_session(session)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def slow_client(slow_model_dir):
+    """The slow model, asked for long multi-line suggestions: each takes about a second."""
+    session = await open_session({"model": str(slow_model_dir), "maxNewTokens": 300, "mode": "multi-line"})
     await wait_state(session)
     yield session
     await close_session(session)

@@ -98,7 +98,7 @@ def inline_params(line: int, character: int, uri: str = URI) -> types.InlineComp
 
 
 def make_slow_model(path: Path) -> Path:
-    """Random weights big enough that 1024 greedy tokens take a second or two on one CPU thread:
+    """Random weights big enough that a few hundred greedy tokens take a second on one CPU thread:
     time enough to type, cancel and change the document while it generates."""
     config = ModelConfig(vocab_size=384, n_positions=2048, n_embd=256, n_layer=4, n_head=4, n_inner=1024)
     model = init_random(GPTBigCode(config), seed=0)

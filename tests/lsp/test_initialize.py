@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lsprotocol import types
 
-from lsp_helpers import capabilities, close_session, open_session, wait_state
+from lsp_helpers import wait_state
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,10 +38,6 @@ async def test_status_command(client):
     assert set(status["stats"]["latencyMs"]) == {"p50", "p95", "p99"}
 
 
-async def test_no_progress_without_client_support(tiny_model_dir):
-    session = await open_session({"model": str(tiny_model_dir)}, capabilities(progress=False))
-    try:
-        await wait_state(session)
-        assert session.progress_reports == {}
-    finally:
-        await close_session(session)
+async def test_no_progress_without_client_support(plain_client):
+    await wait_state(plain_client)
+    assert plain_client.progress_reports == {}

@@ -1,0 +1,86 @@
+"""Scheduling: inference off the event loop, newest request per document wins, $/cancelRequest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from lsp_helpers import URI, command, inline_params, open_doc
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Every request asks at another line, so that no answer can come from the typing-ahead cache.
+LINE = "v{} = print("
+TEXT = "".join(LINE.format(i) + "\n" for i in range(10))
+
+
+def request(client, uri: str, line: int, msg_id: str | None = None) -> asyncio.Task:
+    """Send an inline completion request (at the next await) without waiting for the answer."""
+    params = inline_params(line, len(LINE.format(line)), uri)
+    return asyncio.ensure_future(
+        client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id))
+
+
+async def full_generation_s(client, uri: str, line: int) -> float:
+    t0 = time.monotonic()
+    result = await request(client, uri, line)
+    assert result.items, "the slow model should suggest something"
+    return time.monotonic() - t0
+
+
+async def test_burst_newest_wins(slow_client):
+    """Neovim-style: a request per keystroke, none cancelled by the client."""
+    uri = URI.replace("example", "burst")
+    open_doc(slow_client, TEXT, uri)
+    one = await full_generation_s(slow_client, uri, 9)
+    before = (await command(slow_client, "santa.status"))["stats"]
+    t0 = time.monotonic()
+    burst = []
+    for line in range(5):
+        burst.append(request(slow_client, uri, line))
+        await asyncio.sleep(0.05)
+    results = await asyncio.gather(*burst)
+    elapsed = time.monotonic() - t0
+    assert [bool(r.items) for r in results] == [False] * 4 + [True]
+    assert elapsed < 0.25 + one * 1.5, f"stale requests were not stopped ({elapsed:.2f}s, one takes {one:.2f}s)"
+    after = (await command(slow_client, "santa.status"))["stats"]
+    assert after["cancelled"] - before["cancelled"] == 4
+
+
+async def test_events_processed_during_generation(slow_client):
+    uri = URI.replace("example", "typing")
+    open_doc(slow_client, TEXT, uri)
+    pending = request(slow_client, uri, 1)
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    await command(slow_client, "santa.status")  # answered while the worker generates
+    assert time.monotonic() - t0 < 0.5
+    slow_client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(1, 10), types.Position(1, 10)), text="[")]))
+    stale = await asyncio.wait_for(pending, timeout=1.0)  # the edit cancels it within a step
+    assert not stale.items
+    fresh = await slow_client.protocol.send_request_async(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(1, 11, uri))
+    assert fresh.items[0].insert_text.startswith("[")  # computed on the edited text
+
+
+async def test_cancel_request(slow_client):
+    uri = URI.replace("example", "cancelled")
+    open_doc(slow_client, TEXT, uri)
+    pending = request(slow_client, uri, 1, msg_id="santa-test-cancel")
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    slow_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="santa-test-cancel"))
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wait_for(pending, timeout=1.0)
+    # The worker stopped too: the next request does not wait for the cancelled one to finish.
+    cancelled_at = time.monotonic()
+    one = await full_generation_s(slow_client, uri, 2)
+    status = await command(slow_client, "santa.status")
+    assert status["stats"]["cancelled"] >= 1
+    assert time.monotonic() - cancelled_at < one + 0.5
