@@ -387,8 +387,8 @@ local function create_keymaps()
   -- expr mappings: when there is nothing to act on, the key does what it would without us.
   map(keys.accept, function() return M.accept('all') and '' or keys.accept end, 'accept suggestion', true)
   map(keys.dismiss, function() return M.dismiss() and '' or keys.dismiss end, 'dismiss suggestion', true)
-  map(keys.accept_word, function() M.accept('word') end, 'accept next word')
-  map(keys.accept_line, function() M.accept('line') end, 'accept next line')
+  map(keys.accept_word, function() return M.accept('word') and '' or keys.accept_word end, 'accept next word', true)
+  map(keys.accept_line, function() return M.accept('line') and '' or keys.accept_line end, 'accept next line', true)
   map(keys.next, function() M.cycle(1) end, 'next suggestion')
   map(keys.prev, function() M.cycle(-1) end, 'previous suggestion')
 end
