@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="task: the shape of each hole (default); otherwise the completion mode option")
     evaluate.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
     evaluate.add_argument("--no-postprocess", action="store_true", help="score the raw model output")
+    evaluate.add_argument("--no-heal", action="store_true", help="turn token healing off")
     evaluate.add_argument("--compare", action="store_true",
                           help="run every FIM order with post-processing on and off (ignores --fim-order, --no-postprocess)")
     evaluate.add_argument("--execute", action="store_true",
@@ -163,6 +164,7 @@ def _eval(args: argparse.Namespace) -> int:
     opts, errors = Options.from_dict({
         "model": args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype,
         "threads": args.threads, "maxNewTokens": args.max_new_tokens, "fimOrder": args.fim_order,
+        "tokenHealing": not args.no_heal,
     })
     if errors:
         raise SantaError("; ".join(errors))

@@ -167,7 +167,8 @@ def evaluate(
     """Run every problem through `service`; `mode` "task" asks for the hole's shape (single-
     or multi-line), any other value is the completion mode option itself."""
     report = Report({"model": service.engine.name, "fim_order": options.fim_order, "postprocess": postprocessing,
-                     "mode": mode, "max_new_tokens": options.max_new_tokens})
+                     "token_healing": options.token_healing, "mode": mode,
+                     "max_new_tokens": options.max_new_tokens})
     for problem in problems:
         shape = ("single-line" if problem.single_line else "multi-line") if mode == "task" else mode
         opts = dataclasses.replace(options, mode=shape)
@@ -250,7 +251,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def format_summary(rows: list[dict]) -> str:
     """A plain-text table, one row per run."""
-    cols = ["fim_order", "postprocess", "problems", "exact_match", "pass_at_1", "empty", "mean_latency_ms",
+    cols = ["fim_order", "postprocess", "token_healing", "problems", "exact_match", "pass_at_1", "empty", "mean_latency_ms",
             "p90_latency_ms", "reused_share", "mean_generated_tokens"]
     table = [cols] + [["-" if row.get(c) is None else str(row.get(c)) for c in cols] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(cols))]

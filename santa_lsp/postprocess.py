@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from santa_lsp.context import CLOSERS, Context, indent_width
+from santa_lsp.context import BLOCK_OPENERS, CLOSERS, Context, indent_width
 
 # Control tokens a model may spell out as plain text; the suggestion ends before any of them.
 STOP_STRINGS = ("<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>", "<fim_", "<|file_sep|>")
@@ -30,6 +30,8 @@ MIN_COPIED_LINE = 8
 # A line ending in the same short unit repeated this often has degenerated (`a, a, a, a, a, a`).
 _LINE_REPETITION = re.compile(r"(.{1,20}?)\1{4,}$")
 _OPENERS = {")": "(", "]": "[", "}": "{"}
+# A line of only these closes the block above it (`}`, `});`, `)`).
+CLOSING_PUNCTUATION = set(")]};,")
 # How much text before the cursor the bracket scan reads.
 BRACKET_CONTEXT_CHARS = 4000
 
@@ -91,7 +93,7 @@ def _cut_lines(lines: list[str], ctx: Context) -> int:
     if ctx.mode == "multi-line":
         cut = min(cut, _block_end(lines, ctx))
     cut = min(cut, _duplicate_of_following(lines, ctx))
-    cut = min(cut, _repetition_start(lines))
+    cut = min(cut, _repetition_start(lines, ctx))
     return cut
 
 
@@ -99,13 +101,22 @@ def _block_end(lines: list[str], ctx: Context) -> int:
     """Where the suggestion leaves the block the cursor is in.
 
     The block's indentation is that of the suggestion's first non-blank line (with the text
-    before the cursor on its line). A later line indented less leaves the block; so does a
-    blank line followed by a line indented less than the one before the blank.
+    before the cursor on its line); when the cursor's line opens a block (`{|`, `def f():|`),
+    that of the first line of the body. A later line indented less leaves the block (a line
+    of closing brackets there, like `}`, still belongs to it); so does a blank line followed
+    by a line indented less than the one before the blank.
     """
     full = [ctx.line_prefix + lines[0], *lines[1:]]
     first = next((i for i, line in enumerate(full) if line.strip()), None)
     if first is None:
         return len(lines)
+    if first == 0 and ctx.line_prefix.strip() and full[0].rstrip().endswith(BLOCK_OPENERS):
+        body = next((i for i in range(1, len(full)) if full[i].strip()), None)
+        if body is None:
+            return len(lines)
+        if indent_width(full[body]) <= indent_width(full[0]):
+            return body + 1 if _closes_only(full[body]) else body  # an empty body
+        first = body
     block = indent_width(full[first])
     last_indent, blank_at = block, None
     for i in range(first + 1, len(full)):
@@ -115,11 +126,17 @@ def _block_end(lines: list[str], ctx: Context) -> int:
             continue
         width = indent_width(line)
         if width < block:
-            return blank_at if blank_at is not None else i
+            if blank_at is not None:
+                return blank_at
+            return i + 1 if _closes_only(line) else i
         if blank_at is not None and width < last_indent:
             return blank_at
         last_indent, blank_at = width, None
     return len(lines)
+
+
+def _closes_only(line: str) -> bool:
+    return bool(line.strip()) and set(line.strip()) <= CLOSING_PUNCTUATION
 
 
 def _duplicate_of_following(lines: list[str], ctx: Context) -> int:
@@ -141,9 +158,10 @@ def _duplicate_of_following(lines: list[str], ctx: Context) -> int:
     return len(lines)
 
 
-def _repetition_start(lines: list[str]) -> int:
+def _repetition_start(lines: list[str], ctx: Context) -> int:
     """Index where the output starts repeating itself: a block of lines right after itself, or
     a line that ends in a short unit repeated many times (that line goes too)."""
+    lines = [ctx.line_prefix + lines[0], *lines[1:]] if lines else lines
     for i, line in enumerate(lines):
         m = _LINE_REPETITION.search(line.strip())
         if m and any(c.isalnum() for c in m.group(1)):
@@ -181,7 +199,10 @@ def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
     candidates = [Suggestion(text)]
     tail = rest.strip()
     if text.endswith(tail):
-        candidates.append(Suggestion(text[: -len(tail)].rstrip() if text[: -len(tail)].strip() else ""))
+        trimmed = text[: -len(tail)]
+        if not trimmed.rstrip(" \t").endswith("\n"):  # keep a closer's own line: `{...\n}`
+            trimmed = trimmed.rstrip()
+        candidates.append(Suggestion(trimmed if trimmed.strip() else ""))
     if set(rest) <= CLOSERS and _is_subsequence(tail.replace(" ", ""), text.split("\n", 1)[0]):
         candidates.append(Suggestion(text, len(rest)))
     baseline = _scan(ctx, "", rest)

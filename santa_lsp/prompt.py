@@ -145,8 +145,18 @@ class PromptBuilder:
             if len(healed) > MAX_HEAL_CHARS or not before.endswith(healed):
                 break
             if len(healed) >= word:
-                return prefix_ids[:-k], healed
+                return self._heal_leading_space(prefix_ids[:-k], before, healed)
         return prefix_ids, ""
+
+    def _heal_leading_space(self, prefix_ids: list[int], before: str, healed: str) -> tuple[list[int], str]:
+        """Byte-level BPE glues a word to the space before it (` print`): when the word is
+        cut right after a blank token, back up over that token too."""
+        if not prefix_ids or healed[0] in " \t" or not before[: len(before) - len(healed)].endswith(" "):
+            return prefix_ids, healed
+        blank = self.tok.decode(prefix_ids[-1:])
+        if blank.strip() or len(blank) + len(healed) > MAX_HEAL_CHARS:
+            return prefix_ids, healed
+        return prefix_ids[:-1], blank + healed
 
 
 def _valid_start(text: str, start: int, cursor: int) -> bool:

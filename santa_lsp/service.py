@@ -76,7 +76,8 @@ class CompletionService:
     ) -> Completion | None:
         """The suggestion at character offset `cursor` of `text`, or None when there is none.
 
-        `typeahead=False` always runs the model (benchmarks of the engine).
+        The typing-ahead cache answers only post-processed requests; `typeahead=False` always
+        runs the model (benchmarks of the engine).
         """
         opts = options or self.options
         if not 0 <= cursor <= len(text):
@@ -85,7 +86,8 @@ class CompletionService:
         ctx = ctxmod.analyze(text, cursor, opts.mode)
         if ctx is None or not opts.enable:
             return None
-        key = (dataclasses.astuple(opts), postprocessing)
+        key = dataclasses.astuple(opts)
+        typeahead = typeahead and postprocessing
         with self._lock:
             self._counts["requests"] += 1
             hit = self.typeahead.lookup(doc, text, cursor, key) if typeahead else None
@@ -94,7 +96,8 @@ class CompletionService:
                 return Completion(hit.text, cursor, cursor + hit.replace_len, hit.mode, source="typeahead",
                                   timings_ms={"total": (time.perf_counter() - t0) * 1e3})
             budget = opts.effective_budget(self.engine.n_positions)
-            prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc)
+            prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc,
+                                        heal=opts.token_healing)
         t1 = time.perf_counter()
         tok = self.engine.tokenizer
         healed = prompt.healed

@@ -36,7 +36,9 @@ def main():
 
 def _service(model_dir, order: str) -> CompletionService:
     engine = Engine(load_checkpoint(model_dir, "tiny"), Tokenizer(model_dir / "tokenizer.json"), cache_slots=2)
-    opts = Options(model=str(model_dir), max_new_tokens=6, fim_order=order, mode="multi-line")
+    # Without token healing: healing keeps the prompt unchanged while a word is typed, which
+    # would hide the per-keystroke cost of PSM these tests measure.
+    opts = Options(model=str(model_dir), max_new_tokens=6, fim_order=order, mode="multi-line", token_healing=False)
     return CompletionService(engine, opts)
 
 

@@ -1,0 +1,102 @@
+"""The shared pipeline: healing returns text from the cursor, post-processing and ranges, the
+typing-ahead cache and its statistics."""
+
+from __future__ import annotations
+
+import pytest
+
+from santa_lsp.config import Options
+from santa_lsp.engine import Engine
+from santa_lsp.engine.tokenizer import Tokenizer
+from santa_lsp.engine.weights import load_checkpoint
+from santa_lsp.service import CompletionService
+
+
+def accept(text: str, c) -> str:
+    return text[: c.cursor] + c.text + text[c.replace_end :]
+
+
+def test_healed_text_is_regenerated_and_the_suggestion_starts_at_the_cursor(scripted, tok):
+    text = "for i in range(10):\n    pri"
+    service = scripted(lambda prompt: " print(i)\n    x = 1\n")
+    c = service.complete(text, len(text))
+    assert c.healed == " pri"
+    assert tok.decode(c.generation.ids).startswith(" pri")
+    assert c.raw.startswith("nt(i)")  # the raw output after the healed text
+    assert c.text == "nt(i)" and accept(text, c) == "for i in range(10):\n    print(i)"
+
+
+def test_real_model_with_healing_returns_text_from_the_cursor(tiny_model_dir):
+    tok = Tokenizer(tiny_model_dir / "tokenizer.json")
+    engine = Engine(load_checkpoint(tiny_model_dir, "tiny"), tok)
+    service = CompletionService(engine, Options(max_new_tokens=8))
+    text = "def norm(self):\n    return self.x\n\nfor i in range(10):\n    pri"
+    c = service.complete(text, len(text), postprocessing=False)
+    generated = tok.decode(c.generation.ids)
+    assert c.healed and generated.startswith(c.healed)
+    assert c.raw == generated[len(c.healed):]
+    off = service.complete(text, len(text), postprocessing=False, options=Options(max_new_tokens=8, token_healing=False))
+    assert off.healed == "" and off.raw == tok.decode(off.generation.ids)
+
+
+def test_accepting_leaves_no_doubled_characters(scripted):
+    text = 'names = ["ada", "bob"]\nprint(|)\nprint("done")\n'
+    cursor = text.index("|")
+    text = text.replace("|", "")
+    for output, expected in [
+        ("len(names))\n", 'print(len(names))'),  # the model re-typed the auto-closed bracket
+        ("names[0]) or print(names[1])\n", 'print(names[0]) or print(names[1])'),  # absorbs `)`
+    ]:
+        c = scripted(lambda prompt, o=output: o).complete(text, cursor)
+        assert accept(text, c).split("\n")[1] == expected
+
+
+def test_multi_line_suggestion_stops_before_the_code_that_follows(scripted):
+    text = "def mean(xs):\n    \n\nprint(mean([1, 2]))\n"
+    cursor = text.index("    \n") + 4
+    out = "total = sum(xs)\n    return total / len(xs)\n\n\nprint(mean([1, 2]))\n"
+    c = scripted(lambda prompt: out).complete(text, cursor)
+    assert c.mode == "multi-line"
+    assert c.text == "total = sum(xs)\n    return total / len(xs)"
+    assert c.generation.stop_reason == "stop"  # decoding ended as soon as the cut was certain
+
+
+def test_typing_along_is_answered_without_the_model(scripted):
+    text = "def area(w, h):\n    \n"
+    cursor = len(text) - 1
+    service = scripted(lambda prompt: "return w * h\n")
+    first = service.complete(text, cursor, doc="a.py")
+    assert first.text == "return w * h" and first.source == "model"
+    calls = service.engine.calls
+    for n in range(1, 6):  # "r", "re", ... typed one by one
+        t = text[:cursor] + "retur"[:n] + text[cursor:]
+        c = service.complete(t, cursor + n, doc="a.py")
+        assert c.source == "typeahead" and c.text == "return w * h"[n:] and c.generation is None
+        assert accept(t, c) == "def area(w, h):\n    return w * h\n"
+    t = text[:cursor] + "re" + text[cursor:]  # backspace
+    assert service.complete(t, cursor + 2, doc="a.py").text == "turn w * h"
+    assert service.engine.calls == calls
+    t = text[:cursor] + "pass" + text[cursor:]  # something else: the model runs
+    assert service.complete(t, cursor + 4, doc="a.py").source == "model"
+    stats = service.stats
+    assert stats["typeahead_hits"] == 6 and stats["typeahead_misses"] == 2
+    assert stats["typeahead_hit_rate"] == pytest.approx(6 / 8)
+    assert stats["model_runs"] == 2 and stats["requests"] == 8
+
+
+def test_cache_is_keyed_by_options_and_skipped_when_asked(scripted):
+    text = "x = \n"
+    service = scripted(lambda prompt: "compute(1)\n")
+    service.complete(text, 4)
+    assert service.complete(text, 4).source == "typeahead"
+    assert service.complete(text, 4, options=Options(fim_order="psm")).source == "model"
+    assert service.complete(text, 4, typeahead=False).source == "model"
+    assert service.complete(text, 4, postprocessing=False).source == "model"
+    service.forget("")
+    assert service.complete(text, 4).source == "model"
+
+
+def test_no_suggestion_inside_a_word(scripted):
+    service = scripted(lambda prompt: "never")
+    assert service.complete("print(x)", 3) is None
+    assert service.engine.calls == 0
