@@ -328,6 +328,11 @@ def test_setup_is_idempotent(nvim_factory):
     assert vim.lua("return vim.fn.maparg('<Tab>', 'i')") == ""
     assert vim.lua("return vim.fn.maparg('<C-l>', 'i') ~= ''")
     assert vim.lua("return #require('santa_lsp').clients()") == 1
+    # Changed server options reach the running server.
+    vim.lua("require('santa_lsp').setup(...)", fake_opts(keymaps={"accept": "<C-l>"}, init_options={"maxNewTokens": 8}))
+    wait_for(lambda: '"maxNewTokens": 8' in vim.lua("return require('santa_lsp').status().message"), 5,
+             "workspace/didChangeConfiguration", lambda: vim.lua("return require('santa_lsp').status()"))
+    assert vim.lua("return #require('santa_lsp').clients()") == 1
     vim.wait_ready(20)
     vim.feed("ix = comp")
     vim.wait_ghost(10)
@@ -452,8 +457,8 @@ def fake_server() -> None:
 
     @server.feature(t.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: LanguageServer, params) -> None:
-        ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model-2", "device": "cpu",
-                                            "dtype": "float32", "message": "reconfigured"})
+        ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model", "device": "cpu",
+                                            "dtype": "float32", "message": json.dumps(params.settings)})
 
     @server.command("santa.status")
     def status(ls, *args):  # no annotations: pygls reads them to convert arguments

@@ -53,6 +53,8 @@ M.config = nil
 
 --- The server's last santa/status notification (plus "stopped" before any).
 local status = { state = 'stopped' }
+--- Whether suggestions are shown (:SantaToggle).
+local enabled = true
 
 local has = function(feature) return vim.fn.has(feature) == 1 end
 
@@ -111,8 +113,6 @@ function M.statusline()
   end
   return 'santa: ' .. (status.state or '?')
 end
-
-local enabled = true
 
 function M.enabled()
   return enabled
@@ -425,7 +425,8 @@ function M.setup(opts)
   -- Re-attach to buffers the server already serves (setup() ran again).
   for _, client in ipairs(M.clients()) do
     if previous and not vim.deep_equal(previous.init_options, M.config.init_options) then
-      M.client_call(client, 'notify', 'workspace/didChangeConfiguration', { settings = { santa = options_object() } })
+      client.settings = { santa = options_object() } -- what workspace/configuration answers
+      M.client_call(client, 'notify', 'workspace/didChangeConfiguration', { settings = client.settings })
     end
     for bufnr in pairs(client.attached_buffers) do
       on_attach(client, bufnr)
