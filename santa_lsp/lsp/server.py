@@ -64,10 +64,10 @@ class SantaLanguageServer(LanguageServer):
     def __init__(self, model: str | None = None) -> None:
         super().__init__("santa-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=AnsweringProtocol)
-        self.base_options = Options(model=model) if model else Options()
-        self.options = self.base_options
-        self.init_settings: Any = None
-        self.workspace_settings: Any = None
+        # Layers: defaults (and `serve --model`) < initializationOptions < workspace settings.
+        self.init_options = Options(model=model) if model else Options()
+        self.options = self.init_options
+        self.initialization_options: Any = None
         self.status = ModelStatus(requested_model=self.options.model)
         self.stats = Stats()
         self.service: CompletionService | None = None
@@ -76,6 +76,8 @@ class SantaLanguageServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shutdown_requested = False
         self._load_generation = 0
+        self._loading = False
+        self._load_error = ""
 
     # -- plumbing: everything that talks to the client runs on the event loop ---------------
     def on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -102,28 +104,36 @@ class SantaLanguageServer(LanguageServer):
         self.on_loop(self.protocol.notify, STATUS_NOTIFICATION, self.status.notification())
 
     def report(self) -> dict[str, Any]:
-        engine = self.service.engine if self.service is not None else None
+        service = self.service
+        engine = service.engine if service is not None else None
         return status_report(self.status, self.stats, engine.totals if engine else None,
-                             engine.cache_bytes() if engine else 0, self.position_encoding())
+                             engine.cache_bytes() if engine else 0, self.position_encoding(),
+                             getattr(service, "stats", None))
 
     def position_encoding(self) -> str:
         kind = self.workspace.position_encoding  # a PositionEncodingKind or a plain string
         return str(getattr(kind, "value", kind) or positions.UTF16)
 
     # -- options and model lifecycle ---------------------------------------------------------
-    def apply_settings(self) -> None:
-        opts, errors = settings.merge(self.base_options, self.init_settings, self.workspace_settings)
+    def apply_settings(self, raw: Any, initialization: bool = False) -> None:
+        """Take new settings (initializationOptions, or workspace settings replacing the last ones)."""
+        opts, errors = settings.merge(self.init_options, raw)
+        if initialization:
+            self.init_options = opts
         if errors:
             log.warning("%s", "; ".join(errors))
             self.show(settings.error_message(errors), types.MessageType.Warning)
         self.options = opts
         if settings.needs_reload(self.loaded_options, opts) and (opts.enable or self.loaded_options is not None):
             self.load_model()
-        elif not opts.enable:
+        elif not opts.enable and self.status.state != DISABLED:
             self.scheduler.cancel_all()
             self.set_status(DISABLED, "disabled by the 'enable' option")
-        elif self.status.state == DISABLED:
-            self.set_status(READY if self.service is not None else ERROR)
+        elif opts.enable and self.status.state == DISABLED:
+            if self._loading:
+                self.set_status(LOADING, f"loading {self.loaded_options.model}")
+            else:
+                self.set_status(READY if self.service is not None else ERROR, self._load_error)
 
     def load_model(self) -> None:
         """(Re)load the model named by the current options in the background."""
@@ -132,6 +142,7 @@ class SantaLanguageServer(LanguageServer):
         self.scheduler.cancel_all()
         self.service = None  # let the old weights go before the new ones arrive
         self.loaded_options = opts
+        self._loading, self._load_error = True, ""
         self.set_status(LOADING, f"loading {opts.model}", requested_model=opts.model, model="", device="",
                         dtype="", load_seconds=None)
         asyncio.ensure_future(self._load(generation, opts))
@@ -166,7 +177,9 @@ class SantaLanguageServer(LanguageServer):
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=end))
         if generation != self._load_generation:
             return  # a newer load superseded this one
+        self._loading = False
         if error is not None:
+            self._load_error = str(error)
             self.set_status(ERROR, str(error))
             self.show(f"santa-lsp: {error}", types.MessageType.Error)
             return
@@ -256,7 +269,7 @@ def _client_has_inline_completion(caps: types.ClientCapabilities) -> bool:
 # -- handlers: adapters between LSP messages and the server's methods ---------------------------
 def on_initialize(ls: SantaLanguageServer, params: types.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
-    ls.init_settings = params.initialization_options
+    ls.initialization_options = params.initialization_options
     if not _client_has_inline_completion(params.capabilities):
         # Clients without inline completion still get the suggestion, as a completion item;
         # the others must not see it twice.
@@ -270,9 +283,7 @@ def _parent_gone(pid: int | None) -> None:
 
 
 def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> None:
-    ls.apply_settings()
-    if ls.loaded_options is None and not ls.options.enable:
-        ls.set_status(DISABLED, "disabled by the 'enable' option")
+    ls.apply_settings(ls.initialization_options, initialization=True)
 
 
 async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
@@ -326,8 +337,7 @@ async def on_did_change_configuration(ls: SantaLanguageServer, params: types.Did
         result = await ls.workspace_configuration_async(
             types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
         raw = result[0] if result else None
-    ls.workspace_settings = raw
-    ls.apply_settings()
+    ls.apply_settings(raw)
 
 
 def on_shutdown(ls: SantaLanguageServer, *args: Any) -> None:

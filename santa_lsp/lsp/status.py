@@ -67,11 +67,21 @@ def _percentile(sorted_values: list[float], p: float) -> float | None:
 
 
 def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, int] | None = None,
-                  cache_bytes: int = 0, position_encoding: str = "") -> dict[str, Any]:
+                  cache_bytes: int = 0, position_encoding: str = "",
+                  service_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`service_stats` (the pipeline's own counters: typing-ahead hits...) join `stats`, camelCased."""
+    merged = stats.as_dict(engine_totals, cache_bytes)
+    for key, value in (service_stats or {}).items():
+        merged.setdefault(_camel(key), value)
     return {
         "state": status.state, "model": status.model, "requestedModel": status.requested_model,
         "device": status.device, "dtype": status.dtype, "message": status.message,
         "loadSeconds": None if status.load_seconds is None else round(status.load_seconds, 2),
         "positionEncoding": position_encoding,
-        "stats": stats.as_dict(engine_totals, cache_bytes),
+        "stats": merged,
     }
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,43 @@
+"""Model lifecycle: requests while loading, a model that fails to load, reload on a model change."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from lsp_helpers import PROMPT, close_session, command, inline_params, open_doc, open_session, wait_state
+from lsprotocol import types
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
+    missing = tmp_path / "no-such-model"
+    client = await open_session({"model": str(missing)})
+    try:
+        open_doc(client, PROMPT)
+        cursor = (PROMPT.count("\n"), len("print("))
+        t0 = time.monotonic()
+        early = await client.text_document_inline_completion_async(inline_params(*cursor))
+        assert not early.items and time.monotonic() - t0 < 1.0  # at once, not after the load
+        assert (await command(client, "santa.status"))["state"] == "loading"
+
+        status = await wait_state(client, ("error",))
+        assert str(missing) in status["message"]
+        (error,) = [m for m in client.messages if m.type == types.MessageType.Error]
+        assert "cannot load model" in error.message and str(missing) in error.message
+        assert not (await client.text_document_inline_completion_async(inline_params(*cursor))).items
+
+        # A model change loads again; the original santacoder checkpoint layout works too.
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"santa": {"model": str(tiny_santacoder_dir)}}))
+        status = await wait_state(client)
+        assert status["model"] == str(tiny_santacoder_dir) and status["message"] == ""
+        assert (await client.text_document_inline_completion_async(inline_params(*cursor))).items
+
+        reloaded = await command(client, "santa.reload")
+        assert reloaded["state"] == "loading"
+        assert (await wait_state(client))["model"] == str(tiny_santacoder_dir)
+        assert [s.state for s in client.statuses] == ["loading", "error", "loading", "ready", "loading", "ready"]
+    finally:
+        await close_session(client)
