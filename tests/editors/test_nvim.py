@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -86,7 +87,9 @@ class Nvim:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         init = tmp / "init.lua"
         init.write_text(INIT_LUA.format(plugin=json.dumps(str(PLUGIN)), opts=json.dumps(json.dumps(opts))))
-        self.sock = str(tmp / "nvim.sock")
+        # A short path: unix socket names are limited to about 100 bytes.
+        self.sock_dir = tempfile.mkdtemp(prefix="santa-nvim-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        self.sock = os.path.join(self.sock_dir, "nvim.sock")
         self.stderr = open(tmp / "nvim.stderr", "wb")
         self.proc = subprocess.Popen(
             [binary or NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(init), "--listen", self.sock],
@@ -125,6 +128,7 @@ class Nvim:
         self.kill()
         self.proc.wait(10)
         self.stderr.close()
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------------
 
