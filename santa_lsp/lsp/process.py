@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,9 @@ def watch_parent(pid: int | None, on_gone: Callable[[], None]) -> None:
     threading.Thread(target=poll, name="santa-parent-watch", daemon=True).start()
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     """Leave at once, whatever threads are still running (a generation, a download)."""
     logging.shutdown()
     sys.stderr.flush()
     os._exit(code)
 
-
-def exit_soon(code: int, delay_s: float = 1.0) -> None:
-    """Make sure the process is gone within `delay_s`, even if interpreter shutdown hangs."""
-    timer = threading.Timer(delay_s, exit_now, (code,))
-    timer.daemon = True
-    timer.start()

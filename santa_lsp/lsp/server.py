@@ -270,7 +270,7 @@ def _client_has_inline_completion(caps: types.ClientCapabilities) -> bool:
 def on_initialize(ls: SantaLanguageServer, params: types.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
     ls.initialization_options = params.initialization_options
-    if not _client_has_inline_completion(params.capabilities):
+    if not _client_has_inline_completion(params.capabilities) and types.TEXT_DOCUMENT_COMPLETION not in ls.protocol.fm.features:
         # Clients without inline completion still get the suggestion, as a completion item;
         # the others must not see it twice.
         ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(on_completion)
@@ -376,7 +376,8 @@ def create_server(model: str | None = None) -> SantaLanguageServer:
 
 
 def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str | None = None) -> int:
-    """Serve until the client exits, stdin closes or the client process dies; return the exit code."""
+    """Serve until the client exits, stdin closes or the client process dies, then exit the process
+    (0 after a shutdown request, 1 otherwise)."""
     ls = create_server(model)
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
@@ -395,7 +396,6 @@ def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str
         ls.start_io(sys.stdin.buffer, process.claim_stdout())
     logging.getLogger("santa_lsp").removeHandler(forward)
     ls.scheduler.stop()
-    code = 0 if ls.shutdown_requested else 1
-    # Interpreter shutdown must not wait on a generation or a download still running.
-    process.exit_soon(code)
-    return code
+    # Leave at once: interpreter shutdown takes seconds once torch is loaded, and would wait on
+    # a generation or a download still running.
+    process.exit_now(0 if ls.shutdown_requested else 1)

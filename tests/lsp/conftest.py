@@ -1,12 +1,14 @@
 """Fixtures for the end-to-end LSP tests.
 
 Servers are expensive to start (torch takes seconds to import on a small machine), so the
-plain configuration is shared by the whole session (`client`); tests that need another
-configuration start their own with `lsp_helpers.open_session`.
+configurations most tests need are started once per session, all at the same time (`client`,
+`plain_client`, `slow_client`); tests that need another configuration start their own with
+`lsp_helpers.open_session`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -22,30 +24,35 @@ def slow_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def client(tiny_model_dir):
-    """A server for a client with inline completion, UTF-16 positions and the tiny model, ready."""
-    session = await open_session({"model": str(tiny_model_dir), "maxNewTokens": 8})
-    await wait_state(session)
-    yield session
-    await close_session(session)
+async def shared_sessions(tiny_model_dir, slow_model_dir):
+    """The shared servers, by name; they load their models in parallel."""
+    sessions = dict(zip(("client", "plain_client", "slow_client"), await asyncio.gather(
+        # A client with inline completion and UTF-16 positions.
+        open_session({"model": str(tiny_model_dir), "maxNewTokens": 8}),
+        # A client without inline completion (gets textDocument/completion instead) or progress
+        # support, offering UTF-8 positions, whose initializationOptions hold two mistakes.
+        open_session({"santa": {"model": str(tiny_model_dir), "maxNewTokens": "many", "bogusOption": 1}},
+                     capabilities(inline=False, encodings=["utf-8", "utf-16"], progress=False)),
+        # The slow model, asked for long multi-line suggestions: each takes about a second.
+        open_session({"model": str(slow_model_dir), "maxNewTokens": 300, "mode": "multi-line"}),
+    )))
+    try:
+        await asyncio.gather(*(wait_state(s) for s in sessions.values()))
+        yield sessions
+    finally:
+        await asyncio.gather(*(close_session(s) for s in sessions.values()))
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def plain_client(tiny_model_dir):
-    """A client without inline completion (gets textDocument/completion instead) or progress support,
-    offering UTF-8 positions, whose initializationOptions hold two mistakes."""
-    caps = capabilities(inline=False, encodings=["utf-8", "utf-16"], progress=False)
-    session = await open_session({"santa": {"model": str(tiny_model_dir), "maxNewTokens": "many", "bogusOption": 1}},
-                                 caps)
-    await wait_state(session)
-    yield session
-    await close_session(session)
+@pytest.fixture
+def client(shared_sessions):
+    return shared_sessions["client"]
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def slow_client(slow_model_dir):
-    """The slow model, asked for long multi-line suggestions: each takes about a second."""
-    session = await open_session({"model": str(slow_model_dir), "maxNewTokens": 300, "mode": "multi-line"})
-    await wait_state(session)
-    yield session
-    await close_session(session)
+@pytest.fixture
+def plain_client(shared_sessions):
+    return shared_sessions["plain_client"]
+
+
+@pytest.fixture
+def slow_client(shared_sessions):
+    return shared_sessions["slow_client"]

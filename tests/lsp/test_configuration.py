@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from lsp_helpers import URI, command, inline_params, open_doc
+from lsp_helpers import URI, command, open_doc
 from lsprotocol import types
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

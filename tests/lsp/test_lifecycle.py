@@ -6,10 +6,9 @@ import asyncio
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-from lsp_helpers import capabilities, close_session, command, open_session, server_env
+from lsp_helpers import capabilities, command, open_session, server_env
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
@@ -23,7 +22,7 @@ async def exits_within(client, seconds: float) -> int:
     return await asyncio.wait_for(client._server.wait(), timeout=seconds)
 
 
-async def test_shutdown_then_exit(tmp_path):
+async def test_shutdown_then_exit():
     client = await open_session(DISABLED)
     assert (await command(client, "santa.status"))["state"] == "disabled"
     await client.shutdown_async(None)

@@ -8,9 +8,10 @@ import pytest
 from lsp_helpers import PROMPT, close_session, command, inline_params, open_doc, open_session, wait_state
 from lsprotocol import types
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+from santa_lsp.lsp.loading import progress_tqdm
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
     missing = tmp_path / "no-such-model"
     client = await open_session({"model": str(missing)})
@@ -41,3 +42,13 @@ async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
         assert [s.state for s in client.statuses] == ["loading", "error", "loading", "ready", "loading", "ready"]
     finally:
         await close_session(client)
+
+
+def test_download_progress_reports():
+    reports = []
+    bar = progress_tqdm(lambda message, pct: reports.append((message, pct)))(
+        total=2_000_000, desc="Downloading bytes", unit="B")
+    for _ in range(4):
+        bar.update(500_000)
+    bar.close()
+    assert reports[0][1] == 25 and reports[-1] == ("Downloading bytes: 2 / 2 MB", 100)
