@@ -14,8 +14,9 @@ canonical solution:
 - mean latency and the prompt tokens whose KV cache was reused.
 
 Records without a `suffix` (plain HumanEval: prompt, canonical_solution, test, entry_point)
-become single-line infilling problems, one per non-blank line of the canonical solution, the
-way HumanEval-SingleLineInfilling was built.
+become infilling problems: with `derive="lines"`, one single-line hole per non-blank line of
+the canonical solution, the way HumanEval-SingleLineInfilling was built (1033 holes from
+HumanEval's 164 problems); with `derive="body"`, the whole solution is one multi-line hole.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 # -- data ------------------------------------------------------------------------------------
-def load_problems(path: Path) -> list[Problem]:
+DERIVE = ("lines", "body")
+
+
+def load_problems(path: Path, derive: str = "lines") -> list[Problem]:
     """Problems from a .jsonl or .jsonl.gz file (see the module docstring for the fields)."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
@@ -134,7 +138,12 @@ def load_problems(path: Path) -> list[Problem]:
         if missing:
             raise SantaError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
         problem = Problem(**{k: record[k] for k in FIELDS})
-        problems.extend(single_line_holes(problem) if problem.suffix is None else [problem])
+        if problem.suffix is not None:
+            problems.append(problem)
+        elif derive == "body":
+            problems.append(dataclasses.replace(problem, suffix=""))
+        else:
+            problems.extend(single_line_holes(problem))
     if not problems:
         raise SantaError(f"{path} holds no problems")
     return problems

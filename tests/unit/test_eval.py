@@ -38,6 +38,8 @@ def test_gzip_and_plain_humaneval_records(tmp_path):
     assert holes[1].prompt == "def f(x):\n    y = x + 1\n\n" and holes[1].suffix == ""
     assert all(h.single_line and h.prompt + h.canonical_solution + h.suffix == record["prompt"] +
                record["canonical_solution"] for h in holes)
+    [body] = load_problems(path, derive="body")
+    assert body.task_id == "HumanEval/0" and body.suffix == "" and not body.single_line
 
 
 @pytest.mark.parametrize("content, message", [
@@ -91,7 +93,7 @@ def test_pipeline_keeps_right_answers_and_cuts_the_run_on(scripted):
 
 def test_cli_eval_end_to_end(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "report.json"
-    rc = main(["eval", "--data", str(DATA), "--model", str(tiny_model_dir), "--limit", "3",
+    rc = main(["eval", "--data", str(DATA), "--model", str(tiny_model_dir), "--stride", "2", "--limit", "3",
                "--max-new-tokens", "6", "--compare", "--execute", "--json", str(out)])
     assert rc == 0
     table = capsys.readouterr().out

@@ -51,10 +51,14 @@ def test_block_from_column_zero_takes_the_first_line_indentation():
     assert text == "    def area(self):\n        return self.w * self.h"
 
 
-def test_block_stops_at_blank_line_followed_by_dedent():
-    raw = "for n in numbers:\n        total += n\n\n    return total\n"
+def test_block_stops_at_blank_line_followed_by_dedent_at_top_level():
+    raw = "def main():\n    run()\n\nif __name__ == '__main__':\n    main()\n"
+    text, _ = accept("import sys\n\n|", raw)
+    assert text == "def main():\n    run()"
+    # Inside a body, blank lines separate paragraphs of the same body: the whole body stays.
+    raw = "for n in numbers:\n        total += n\n\n    return total\n\ndef g():\n"
     text, _ = accept("def total(numbers):\n    total = 0\n    |", raw, "multi-line")
-    assert text == "for n in numbers:\n        total += n"
+    assert text == "for n in numbers:\n        total += n\n\n    return total"
     # A blank line between statements at the same depth does not end the block.
     raw = "a = 1\n    b = 2\n\n    c = 3\n"
     assert accept("def f():\n    |", raw)[0] == "a = 1\n    b = 2\n\n    c = 3"
@@ -123,7 +127,7 @@ def test_copy_of_the_line_above_is_dropped():
     assert accept("    print()\n    |", "print()")[0] == "print()"  # short lines may repeat
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "\n\n  \n", "x", ";"])
+@pytest.mark.parametrize("raw", ["", "   ", "\n\n  \n", "x", ";", ")"])
 def test_blank_and_trivial_suggestions_are_dropped(raw):
     assert accept("value = |", raw)[0] == ""
 
@@ -140,5 +144,5 @@ def test_unmatched_closers_are_cut():
     # Brackets inside strings and comments do not count.
     assert accept("x = |\n", 'f(")") + 1  # )')[0] == 'f(")") + 1  # )'
     # A bracket opened before the cursor may be closed by the suggestion.
-    assert accept("total = sum(\n    values|\n", ")")[0] == ""  # too short, but not cut
+    assert accept("total = sum(\n    values|\n", ")")[0] == ")"  # short, but closing brackets stay
     assert accept("total = sum(\n    |\n", "values)")[0] == "values)"
