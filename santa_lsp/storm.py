@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import random
 import subprocess
 import sys
@@ -74,25 +75,36 @@ class RawClient:
         self.sent_at: dict[Any, float] = {}
         self._next_id = 0
         self._cv = threading.Condition()
-        self._write_lock = threading.Lock()
+        # One writer thread: the reader must never block on a write, or a server that writes
+        # while we write (both pipes full) would deadlock with us.
+        self._outbox: queue.SimpleQueue[tuple[bytes, threading.Event, list[bool]] | None] = queue.SimpleQueue()
         self.closed = False  # the server's stdout ended
         self._reader = threading.Thread(target=self._read, name="storm-reader", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="storm-writer", daemon=True)
         self._reader.start()
+        self._writer.start()
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     # -- writing -----------------------------------------------------------------------------
-    def write(self, data: bytes) -> bool:
-        """Send raw bytes; False when the server no longer reads."""
-        try:
-            with self._write_lock:
+    def write(self, data: bytes, timeout: float = 30.0) -> bool:
+        """Send raw bytes; False when the server no longer reads them (within `timeout`)."""
+        done, ok = threading.Event(), [False]
+        self._outbox.put((data, done, ok))
+        return done.wait(timeout) and ok[0]
+
+    def _write_loop(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            data, done, ok = item
+            try:
                 self.proc.stdin.write(data)
                 self.proc.stdin.flush()
-            return True
-        except (BrokenPipeError, ValueError, OSError):
-            return False
+                ok[0] = True
+            except (BrokenPipeError, ValueError, OSError):
+                ok[0] = False
+            done.set()
 
     def notify(self, method: str, params: Any = None) -> None:
         self.write(frame({"jsonrpc": "2.0", "method": method, "params": params}))
@@ -176,6 +188,8 @@ class RawClient:
 
     def close(self) -> None:
         """Make sure the server is gone (kill it if needed)."""
+        self._outbox.put(None)
+        self._writer.join(5)
         try:
             self.proc.stdin.close()
         except OSError:
@@ -215,8 +229,8 @@ class RawClient:
                 self._cv.notify_all()
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
-        if "method" in msg and "id" in msg:  # the server asks something: answer null
-            self.write(frame({"jsonrpc": "2.0", "id": msg["id"], "result": None}))
+        if "method" in msg and "id" in msg:  # the server asks something: answer null (without waiting)
+            self._outbox.put((frame({"jsonrpc": "2.0", "id": msg["id"], "result": None}), threading.Event(), [False]))
         elif "method" in msg:
             self.notifications.append(msg)
         else:

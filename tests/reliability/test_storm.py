@@ -1,0 +1,23 @@
+"""A bounded keystroke storm against the real server (the full run is `python -m santa_lsp.storm`)."""
+
+from __future__ import annotations
+
+from conftest import STORM_PAIRS
+
+from santa_lsp.storm import StormConfig, run_storm
+
+
+def test_storm_holds(tiny_model_dir, tmp_path):
+    report = run_storm(StormConfig(model=str(tiny_model_dir), pairs=STORM_PAIRS, rate=120, docs=20, cancel=0.1,
+                                   max_new_tokens=8, answer_timeout=30, max_rss_growth_mb=64,
+                                   stderr_path=tmp_path / "server.log"))
+    assert report["failures"] == [], report
+    assert report["rate_pairs_per_s"] >= 100
+    responses = report["responses"]
+    assert responses["unanswered"] == 0 and responses["error"] == 0
+    assert sum(responses.values()) == report["pairs"]
+    assert report["finals_with_suggestion"] == report["bursts"] > 0
+    assert report["exit_status"] == 0
+    stats = report["server_stats"]
+    assert stats["errors"] == 0
+    assert stats["maxQueuedPerDocument"] <= 1 and stats["queued"] == 0
