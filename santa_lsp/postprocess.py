@@ -153,8 +153,7 @@ def _duplicate_of_following(lines: list[str], ctx: Context) -> int:
     target = next((line.rstrip() for line in following if line.strip()), None)
     if target is None:
         return len(lines)
-    start = 0 if ctx.opens_line else 1  # the cursor's own line is compared through its suffix
-    for i in range(start, len(lines)):
+    for i in range(len(lines)):
         line = (ctx.line_prefix + lines[i]) if i == 0 else lines[i]
         if line.rstrip() == target:
             return i

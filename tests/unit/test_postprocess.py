@@ -99,6 +99,8 @@ def test_drops_lines_that_duplicate_the_following_code():
     marked = "def f(x):\n    y = x * 2\n    |\n    return y\n"
     text, _ = accept(marked, "y += 1\n    return y\n", "multi-line")
     assert text == "y += 1"
+    marked = "def f(x):\n    y = x * 2\n    |\n    return y\n"
+    assert accept(marked, "return y\n")[0] == ""  # the line below, typed again
     # A line equal only after stripping (other indentation) is not a duplicate.
     marked = "if (a) {\n  if (b) {\n    |\n}\n"
     text, _ = accept(marked, "go();\n  }\n}\n", "multi-line")
