@@ -13,6 +13,7 @@ Neovim's whole process group (server included) if a test overruns.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -322,6 +323,19 @@ def test_fallback_typing_through_and_cycle_and_dismiss(nvim_factory):
     assert requests >= 0
 
 
+def test_fallback_drops_stale_answers(nvim_factory):
+    vim = nvim_factory(fake_opts(renderer="fallback"))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.feed("ix = slow")
+    time.sleep(0.3)  # the request for `slow` is in flight
+    vim.feed("er")
+    time.sleep(1.5)  # its answer has come back by now
+    assert vim.ghost() is None
+    assert vim.buffer() == ["x = slower"]
+
+
 def test_setup_is_idempotent(nvim_factory):
     vim = nvim_factory(fake_opts())
     vim.edit("a.py")
@@ -426,7 +440,8 @@ def test_real_server_suggestion_is_accepted(nvim_factory, renderer):
 # --- the scripted server -----------------------------------------------------------------
 
 def fake_server() -> None:
-    """Completes a word that starts `computed(a, b)\\nprint(a)`; a second item `computed_total()`."""
+    """A line ending in `slow` gets a late answer.
+    Completes a word that starts `computed(a, b)\\nprint(a)`; a second item `computed_total()`."""
     from lsprotocol import types as t
     from pygls.lsp.server import LanguageServer
 
@@ -435,6 +450,8 @@ def fake_server() -> None:
     if os.environ.get("FAKE_SANTA_ENCODING") == "utf-16":  # Neovim prefers utf-8 when offered
         ServerCapabilitiesBuilder.choose_position_encoding = lambda *a, **k: t.PositionEncodingKind.Utf16
     server = LanguageServer("fake-santa", "0.0", text_document_sync_kind=t.TextDocumentSyncKind.Full)
+    # Answer every request, even cancelled ones, as a slow server might: the client must drop them.
+    server.protocol._handle_cancel_notification = lambda msg_id: None
 
     @server.feature(t.INITIALIZED)
     def initialized(ls: LanguageServer, _params) -> None:
@@ -442,8 +459,11 @@ def fake_server() -> None:
                                             "dtype": "float32", "message": ""})
 
     @server.feature(t.TEXT_DOCUMENT_INLINE_COMPLETION, t.InlineCompletionOptions())
-    def inline(ls: LanguageServer, params: t.InlineCompletionParams):
+    async def inline(ls: LanguageServer, params: t.InlineCompletionParams):
         doc = ls.workspace.get_text_document(params.text_document.uri)
+        if doc.lines and doc.lines[params.position.line].rstrip("\n").endswith("slow"):
+            await asyncio.sleep(1.0)  # answers after the user typed on: the client must drop it
+            return t.InlineCompletionList(items=[t.InlineCompletionItem(insert_text="_STALE")])
         line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
         if ls.workspace.position_encoding == t.PositionEncodingKind.Utf16:
             before = line.encode("utf-16-le")[: 2 * params.position.character].decode("utf-16-le")
