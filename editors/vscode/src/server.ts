@@ -14,7 +14,7 @@ import {
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
-import { Settings, ServerCommand, formatCommand, startFailureMessage } from "./settings";
+import { SECTION, Settings, ServerCommand, formatCommand, startFailureMessage } from "./settings";
 import { parseStatus } from "./status";
 import { StatusBar } from "./statusBar";
 
@@ -135,6 +135,18 @@ export class SantaServer implements vscode.Disposable {
       stdioOptions: {
         stdout: () => undefined, // stdout is the protocol; never read here
         stderr: (input) => this.pipeStderr(input),
+      },
+      middleware: {
+        workspace: {
+          // A server that pulls `santa` gets the same mapped options that we push.
+          configuration: async (params, token, next) => {
+            const result = await next(params, token);
+            if (!Array.isArray(result)) return result;
+            return params.items.map((item, index) =>
+              item.section === SECTION ? (this.settings ?? settings).options : result[index],
+            );
+          },
+        },
       },
       initializationFailedHandler: (error) => {
         this.log.error(`Initialization failed: ${String(error)}`);

@@ -1,5 +1,6 @@
 // Browser half of .ci/vscode-e2e.sh: in code-server, open a Python file, type, wait for our
-// ghost text, accept it with Tab, save, and check the file on disk. Exits non-zero on failure.
+// ghost text, accept it with Tab, save, and check the file on disk; then check Escape,
+// re-trigger and accept-word on our items. Prints "N passed, M failed"; exits non-zero on failure.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -86,64 +87,130 @@ const browser = await chromium.launch({
     "--disable-sync",
   ],
 });
-let failed = false;
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-  page.setDefaultTimeout(30_000);
-  await page.goto(url, { timeout: remaining(60_000) });
-  await page.locator(".monaco-workbench").waitFor({ timeout: remaining(90_000) });
-  log("workbench loaded");
+/** Text of the file once `predicate` accepts it (saving is asynchronous). */
+async function savedFile(what, predicate) {
+  try {
+    return await waitFor(what, () => {
+      const text = readFileSync(file, "utf8");
+      return predicate(text) ? text : undefined;
+    }, 15_000);
+  } catch (error) {
+    throw new Error(`${error.message}; the file is ${JSON.stringify(readFileSync(file, "utf8"))}`);
+  }
+}
 
-  await page.locator(".explorer-folders-view .monaco-list-row", { hasText: "fib.py" }).dblclick({ timeout: remaining(60_000) });
-  const editor = page.locator(".monaco-editor .view-lines").first();
-  await editor.waitFor({ timeout: remaining(30_000) });
-  log("fib.py open");
+/** Run a command by its title from the command palette; focus returns to the editor. */
+async function runCommand(page, title) {
+  await page.keyboard.press("Control+Shift+P");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible", timeout: remaining(10_000) });
+  await input.fill(`>${title}`);
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first().waitFor({ timeout: remaining(10_000) });
+  await page.keyboard.press("Enter");
+  await input.waitFor({ state: "hidden", timeout: remaining(10_000) });
+}
 
-  await serverReady(page);
-  log("server ready");
-
-  await editor.click();
-  const typed = "def fibonacci(n):";
-  await page.keyboard.type(typed, { delay: 40 });
+/** Type a function header and Enter; return the ghost text that follows (or ""). */
+async function typeHeader(page, header, nudge) {
+  await page.keyboard.type(header, { delay: 40 });
   await page.keyboard.press("Enter");
   let suggestion = await ghostText(page, 45_000);
   if (!suggestion.trim()) {
     // The small bundled model may have nothing to say at a bare indent; give it a start.
-    log("no ghost text yet; typing more");
-    await page.keyboard.type("if n", { delay: 40 });
+    log(`no ghost text yet; typing ${JSON.stringify(nudge)}`);
+    await page.keyboard.type(nudge, { delay: 40 });
     suggestion = await ghostText(page, 45_000);
   }
-  if (!suggestion.trim()) throw new Error("no ghost text appeared");
+  if (!suggestion.trim()) throw new Error(`no ghost text appeared after ${JSON.stringify(header)}`);
   log(`ghost text: ${JSON.stringify(suggestion)}`);
+  return suggestion;
+}
+
+async function tabAcceptsAndSaves(page) {
+  const header = "def fibonacci(n):";
+  const suggestion = await typeHeader(page, header, "if n");
   await page.screenshot({ path: screenshot });
   log(`screenshot: ${screenshot}`);
-
   await page.keyboard.press("Tab");
   await page.waitForTimeout(300);
   await page.keyboard.press("Control+s");
   const expected = suggestion.trimEnd();
-  const saved = await waitFor(
-    "the saved file to contain the suggestion",
-    () => {
-      const text = readFileSync(file, "utf8");
-      return text.startsWith(typed) && text.includes(expected) ? text : undefined;
-    },
-    15_000,
-  ).catch((error) => {
-    throw new Error(`${error.message}; file is ${JSON.stringify(readFileSync(file, "utf8"))}`);
-  });
+  const saved = await savedFile("the saved file to contain the suggestion", (text) => text.startsWith(header) && text.includes(expected));
   log(`saved file:\n${saved}`);
-  console.log("ok - ghost text from santa-lsp was shown, accepted with Tab and saved");
-} catch (error) {
-  failed = true;
-  console.log(`not ok - ${error instanceof Error ? error.message : String(error)}`);
-  const pages = browser.contexts().flatMap((context) => context.pages());
-  if (pages[0]) {
-    const failurePath = screenshot.replace(/\.png$/, "-failure.png");
-    await pages[0].screenshot({ path: failurePath }).catch(() => undefined);
-    console.error(`failure screenshot: ${failurePath}`);
+}
+
+async function escapeRetriggerAcceptWord(page) {
+  await page.keyboard.press("Control+a");
+  await page.keyboard.press("Delete");
+  const header = "def add(a, b):";
+  await typeHeader(page, header, "return");
+  await page.keyboard.press("Escape");
+  await page.locator(".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text").first()
+    .waitFor({ state: "hidden", timeout: remaining(5_000) })
+    .catch(() => { throw new Error("Escape did not dismiss the ghost text"); });
+  await runCommand(page, "Trigger Inline Suggestion"); // editor.action.inlineSuggest.trigger
+  const again = await ghostText(page, 30_000);
+  if (!again.trim()) throw new Error("Trigger Inline Suggestion did not bring the suggestion back");
+  await page.keyboard.press("Control+s");
+  const before = await savedFile("the file to be saved", (text) => text.startsWith(header));
+  await page.keyboard.press("Control+ArrowRight"); // editor.action.inlineSuggest.acceptNextWord
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Control+s");
+  const after = await savedFile("the accepted word to be saved", (text) => text !== before);
+  const added = after.startsWith(before) ? after.slice(before.length) : undefined;
+  if (!added || !again.startsWith(added) || (added.trim() === again.trim() && /\s/.test(again.trim()))) {
+    throw new Error(`Ctrl+Right inserted ${JSON.stringify(added ?? after)}, not the first word of ${JSON.stringify(again)}`);
   }
+  log(`accepted one word: ${JSON.stringify(added)}`);
+}
+
+const tests = [
+  ["ghost text from santa-lsp is shown, Tab accepts it, Ctrl+S saves it", tabAcceptsAndSaves],
+  ["Escape dismisses, Trigger Inline Suggestion brings it back, Ctrl+Right accepts one word", escapeRetriggerAcceptWord],
+];
+
+let passed = 0;
+let failed = 0;
+let page;
+try {
+  page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  page.setDefaultTimeout(30_000);
+  await page.goto(url, { timeout: remaining(60_000) });
+  await page.locator(".monaco-workbench").waitFor({ timeout: remaining(90_000) });
+  log("workbench loaded");
+  await page.locator(".explorer-folders-view .monaco-list-row", { hasText: "fib.py" }).dblclick({ timeout: remaining(60_000) });
+  const editor = page.locator(".monaco-editor .view-lines").first();
+  await editor.waitFor({ timeout: remaining(30_000) });
+  log("fib.py open");
+  await serverReady(page);
+  log("server ready");
+  await editor.click();
+  for (const [name, run] of tests) {
+    try {
+      await run(page);
+      passed += 1;
+      console.log(`ok - ${name}`);
+    } catch (error) {
+      failed += 1;
+      console.log(`not ok - ${name}: ${error instanceof Error ? error.message : String(error)}`);
+      await failureScreenshot(page);
+      break; // later tests build on the editor state of earlier ones
+    }
+  }
+} catch (error) {
+  failed += 1;
+  console.log(`not ok - setup: ${error instanceof Error ? error.message : String(error)}`);
+  if (page) await failureScreenshot(page);
 } finally {
   await browser.close().catch(() => undefined);
 }
-process.exit(failed ? 1 : 0);
+failed += tests.length - passed - failed; // not reached after a failure
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
+
+async function failureScreenshot(page) {
+  const failurePath = screenshot.replace(/\.png$/, "-failure.png");
+  await page.screenshot({ path: failurePath }).catch(() => undefined);
+  console.error(`failure screenshot: ${failurePath}`);
+}
