@@ -164,13 +164,15 @@ class SantaLanguageServer(LanguageServer):
             on_warning=lambda warning: self.show(f"santa-lsp: {warning}", types.MessageType.Warning),
         )
         if _client_supports_progress(self.client_capabilities):
-            try:
-                await asyncio.wait_for(self.work_done_progress.create_async(token), timeout=5)
+            # Not wait_for: cancelling the request would break on the client's late answer.
+            created = asyncio.ensure_future(self.work_done_progress.create_async(token))
+            await asyncio.wait({created, done}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            if created.done() and created.exception() is None and not done.done():
                 self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
                     title="santa-lsp", message=f"loading {opts.model}", percentage=0))
                 progress_open = True
-            except Exception as err:  # a client that refuses progress still gets the model
-                log.debug("no progress reporting: %s", err)
+            elif created.done() and created.exception() is not None:  # refused: the model loads anyway
+                log.debug("no progress reporting: %s", created.exception())
         loaded, error = await done
         if progress_open:
             end = "model ready" if error is None else "model failed to load"

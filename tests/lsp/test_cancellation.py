@@ -15,6 +15,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 # Every request asks at another line, so that no answer can come from the typing-ahead cache.
 LINE = "v{} = print("
 TEXT = "".join(LINE.format(i) + "\n" for i in range(10))
+MAX_NEW_TOKENS = 300  # slow_client's maxNewTokens
 
 
 def request(client, uri: str, line: int, msg_id: str | None = None) -> asyncio.Task:
@@ -45,7 +46,7 @@ async def test_burst_newest_wins(slow_client):
     results = await asyncio.gather(*burst)
     elapsed = time.monotonic() - t0
     assert [bool(r.items) for r in results] == [False] * 4 + [True]
-    assert elapsed < 0.25 + one * 1.5, f"stale requests were not stopped ({elapsed:.2f}s, one takes {one:.2f}s)"
+    assert elapsed < 0.25 + one * 3, f"stale requests were not stopped ({elapsed:.2f}s, one takes {one:.2f}s)"
     after = (await command(slow_client, "santa.status"))["stats"]
     assert after["cancelled"] - before["cancelled"] == 4
 
@@ -57,12 +58,12 @@ async def test_events_processed_during_generation(slow_client):
     await asyncio.sleep(0.2)
     t0 = time.monotonic()
     await command(slow_client, "santa.status")  # answered while the worker generates
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 1.0
     slow_client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
         content_changes=[types.TextDocumentContentChangePartial(
             range=types.Range(types.Position(1, 10), types.Position(1, 10)), text="[")]))
-    stale = await asyncio.wait_for(pending, timeout=1.0)  # the edit cancels it within a step
+    stale = await asyncio.wait_for(pending, timeout=2.0)  # the edit cancels it within a step
     assert not stale.items
     fresh = await slow_client.protocol.send_request_async(
         types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(1, 11, uri))
@@ -72,15 +73,16 @@ async def test_events_processed_during_generation(slow_client):
 async def test_cancel_request(slow_client):
     uri = URI.replace("example", "cancelled")
     open_doc(slow_client, TEXT, uri)
+    generated = (await command(slow_client, "santa.status"))["stats"]["generatedTokens"]
     pending = request(slow_client, uri, 1, msg_id="santa-test-cancel")
     await asyncio.sleep(0.2)
-    t0 = time.monotonic()
     slow_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="santa-test-cancel"))
     with pytest.raises(JsonRpcRequestCancelled):
-        await asyncio.wait_for(pending, timeout=1.0)
-    # The worker stopped too: the next request does not wait for the cancelled one to finish.
-    cancelled_at = time.monotonic()
-    one = await full_generation_s(slow_client, uri, 2)
-    status = await command(slow_client, "santa.status")
+        await asyncio.wait_for(pending, timeout=2.0)
+    # The worker stopped too, long before its MAX_NEW_TOKENS.
+    deadline = time.monotonic() + 2.0
+    while (status := await command(slow_client, "santa.status"))["stats"]["generatedTokens"] == generated:
+        assert time.monotonic() < deadline, "the cancelled generation did not stop"
+        await asyncio.sleep(0.02)
+    assert status["stats"]["generatedTokens"] - generated < MAX_NEW_TOKENS * 0.8
     assert status["stats"]["cancelled"] >= 1
-    assert time.monotonic() - cancelled_at < one + 0.5
