@@ -165,7 +165,8 @@ def _repetition_start(lines: list[str], ctx: Context) -> int:
     a line that ends in a short unit repeated many times (that line goes too)."""
     lines = [ctx.line_prefix + lines[0], *lines[1:]] if lines else lines
     for i, line in enumerate(lines):
-        m = _LINE_REPETITION.search(line.strip())
+        # The repeated run ends the line, so its tail decides: a 1 MB line must not cost seconds.
+        m = _LINE_REPETITION.search(line.strip()[-200:])
         if m and any(c.isalnum() for c in m.group(1)):
             return i
     for i in range(len(lines)):
