@@ -38,3 +38,16 @@ async def test_counts_requests(client):
     after = (await command(client, "santa.status"))["stats"]
     assert after["requests"] == before["requests"] + 1
     assert after["computedTokens"] > 0 and after["latencyMs"]["p50"] is not None
+
+
+async def test_edits_after_unusual_line_breaks(client):
+    # LSP lines end only at \n, \r\n, \r: the form feed and U+2028 are inside lines 0 and 1.
+    uri = URI.replace("example", "formfeed")
+    open_doc(client, "a = 1\f\nb = '\u2028'\n", uri)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(2, 0), types.Position(2, 0)), text="print(")]))
+    result = await client.text_document_inline_completion_async(inline_params(2, 6, uri))
+    (item,) = result.items
+    assert item.insert_text.startswith("(")
