@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Generator
@@ -44,8 +45,10 @@ RELOAD_COMMAND = "santa.reload"
 
 @dataclass
 class Suggestion:
-    text: str
-    range: types.Range
+    text: str  # to insert at the cursor
+    range: types.Range  # what it replaces: from the cursor to the end of what it overwrites
+    word: str  # the partial word before the cursor (completion clients filter by it)
+    word_start: types.Position
 
 
 class SantaProtocol(LanguageServerProtocol):
@@ -280,7 +283,13 @@ class SantaLanguageServer(LanguageServer):
                   job.wait_ms, " ".join(f"{k}={v:.1f}ms" for k, v in completion.timings_ms.items()), total_ms)
         start = positions.position_at(text, completion.cursor, encoding)
         end = positions.position_at(text, completion.replace_end, encoding)
-        return Suggestion(completion.text, types.Range(types.Position(*start), types.Position(*end)))
+        word = _WORD_BEFORE.search(text, text.rfind("\n", 0, completion.cursor) + 1, completion.cursor).group()
+        word_start = positions.position_at(text, completion.cursor - len(word), encoding)
+        return Suggestion(completion.text, types.Range(types.Position(*start), types.Position(*end)), word,
+                          types.Position(*word_start))
+
+
+_WORD_BEFORE = re.compile(r"[\w$]*\Z")
 
 
 def _settle(future: asyncio.Future, value: Any) -> None:
@@ -326,23 +335,24 @@ async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineComp
 
 async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams) -> types.CompletionList:
     suggestion = await ls.suggest(params.text_document.uri, params.position)
-    # A completion edit must stay on one line and contain the cursor; longer replacements shrink to an insertion.
     if suggestion is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    edit_range = suggestion.range
-    if edit_range.start.line != edit_range.end.line:
-        edit_range = types.Range(edit_range.start, edit_range.start)
-    first_line = suggestion.text.split("\n", 1)[0]
-    label = first_line.strip() or suggestion.text.strip().split("\n", 1)[0]
+    # The item covers the partial word before the cursor too: completion clients filter items
+    # by that word, and an item not starting with it would be hidden. Its edit must stay on one
+    # line, so a replacement reaching into later lines shrinks to an insertion.
+    end = suggestion.range.end if suggestion.range.end.line == suggestion.range.start.line else suggestion.range.start
+    new_text = suggestion.word + suggestion.text
+    first_line = new_text.strip().split("\n", 1)[0]
     item = types.CompletionItem(
-        label=label + (" …" if "\n" in suggestion.text else ""),
+        label=first_line + (" …" if "\n" in new_text.strip() else ""),
         kind=types.CompletionItemKind.Snippet,
         detail="santa-lsp",
         documentation=suggestion.text,
+        filter_text=new_text,
         sort_text="0",
         preselect=True,
         insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=edit_range, new_text=suggestion.text),
+        text_edit=types.TextEdit(range=types.Range(suggestion.word_start, end), new_text=new_text),
     )
     return types.CompletionList(is_incomplete=True, items=[item])
 
