@@ -88,7 +88,9 @@ class PromptBuilder:
     def _prefix(self, text: str, cursor: int, budget: int, doc: str) -> tuple[list[int], int]:
         """Text before the cursor from the remembered window start, moved only on overflow."""
         start = self._window.get(doc)
-        if start is not None and _valid_start(text, start, cursor):
+        # A window far above the cursor (the user jumped down a big file) cannot fit: do not
+        # tokenize megabytes to find out.
+        if start is not None and _valid_start(text, start, cursor) and cursor - start <= budget * CHARS_PER_TOKEN_BOUND:
             ids = self.tok.encode(text[start:cursor])
             # Keep the window while it fits, unless it has shrunk so much that context is lost.
             if len(ids) <= budget and (start == 0 or len(ids) >= budget // 2):

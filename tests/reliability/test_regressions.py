@@ -86,3 +86,19 @@ def test_positions_in_a_10mb_file_are_fast():
     offset = positions.offset_at(text, last - 2, 4)
     assert positions.position_at(text, offset) == (last - 2, 4)
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_prompt_window_far_above_the_cursor_is_not_tokenized(tiny_tokenizer):
+    """After a request near the top of a 10 MB file, one at its end tokenized the whole file
+    between the remembered window start and the cursor (50 s on the worker thread)."""
+    import time
+
+    from santa_lsp.prompt import PromptBuilder
+
+    builder = PromptBuilder(Tokenizer(tiny_tokenizer))
+    text = "".join(f"def f{i}(a, b):\n    return a + b * {i}\n\n" for i in range(100_000))  # 3.5 MB
+    builder.build(text, text.find("\n", 300) + 1, 200, doc="big")
+    t0 = time.perf_counter()
+    prompt = builder.build(text, len(text), 200, doc="big")
+    assert time.perf_counter() - t0 < 2.0
+    assert prompt.prefix_start > len(text) - 200 * 12 and len(prompt.ids) <= 200
