@@ -7,6 +7,7 @@ storm test). RELIABILITY.md gives the full-run commands.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,20 @@ from santa_lsp.storm import RawClient
 
 FUZZ_EXAMPLES = int(os.environ.get("SANTA_FUZZ_EXAMPLES", "60"))
 STORM_PAIRS = int(os.environ.get("SANTA_STORM_PAIRS", "400"))
+
+
+REPORT_PATH = os.environ.get("SANTA_RELIABILITY_REPORT")  # figures for RELIABILITY.md, when set
+_figures: dict[str, object] = {}
+
+
+def record(name: str, value: object) -> None:
+    """Keep a measured figure; written to $SANTA_RELIABILITY_REPORT (JSON) at the end of the session."""
+    _figures[name] = value
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REPORT_PATH and _figures:
+        Path(REPORT_PATH).write_text(json.dumps(_figures, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def start_server(model_dir: Path | str, log: Path, **options) -> RawClient:
