@@ -1,4 +1,5 @@
-"""Model lifecycle: requests while loading, a model that fails to load, reload on a model change."""
+"""Model lifecycle: requests while loading, a model that fails to load, the offline fallback,
+reload on a model change, download progress."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import pytest
 from lsp_helpers import PROMPT, close_session, command, inline_params, open_doc, open_session, wait_state
 from lsprotocol import types
 
+from santa_lsp.engine.hub import BUNDLED_DIR
 from santa_lsp.lsp.loading import progress_tqdm
+
+# The bundled model is trained separately; without it the fallback is an error instead.
+BUNDLED_PRESENT = (BUNDLED_DIR / "config.json").is_file()
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -29,6 +34,15 @@ async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
         assert "cannot load model" in error.message and str(missing) in error.message
         assert not (await client.text_document_inline_completion_async(inline_params(*cursor))).items
 
+        # A hub model that is not cached, offline: the bundled model stands in, with a warning.
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"model": "santa-lsp-tests/not-cached"}))
+        status = await wait_state(client, ("ready", "error"))
+        if BUNDLED_PRESENT:
+            assert status["model"] == "bundled" and status["requestedModel"] == "santa-lsp-tests/not-cached"
+            (warning,) = [m for m in client.messages if m.type == types.MessageType.Warning]
+            assert "santa-lsp download" in warning.message and warning.message.endswith(status["message"])
+
         # A model change loads again; the original santacoder checkpoint layout works too.
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={"santa": {"model": str(tiny_santacoder_dir)}}))
@@ -39,7 +53,9 @@ async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
         reloaded = await command(client, "santa.reload")
         assert reloaded["state"] == "loading"
         assert (await wait_state(client))["model"] == str(tiny_santacoder_dir)
-        assert [s.state for s in client.statuses] == ["loading", "error", "loading", "ready", "loading", "ready"]
+        fallback = "ready" if BUNDLED_PRESENT else "error"
+        assert [s.state for s in client.statuses] == ["loading", "error", "loading", fallback, "loading", "ready",
+                                                      "loading", "ready"]
     finally:
         await close_session(client)
 
