@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import record
+from reliability_helpers import record
 
 from santa_lsp.cli import main as cli_main
 

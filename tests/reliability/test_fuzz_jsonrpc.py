@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import string
 
-from conftest import FUZZ_EXAMPLES
+from reliability_helpers import FUZZ_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

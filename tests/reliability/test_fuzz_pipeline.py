@@ -12,7 +12,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from conftest import FUZZ_EXAMPLES
+from reliability_helpers import FUZZ_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import STORM_PAIRS
+from reliability_helpers import STORM_PAIRS, record
 
 from santa_lsp.storm import StormConfig, run_storm
 
@@ -11,6 +11,8 @@ def test_storm_holds(tiny_model_dir, tmp_path):
     report = run_storm(StormConfig(model=str(tiny_model_dir), pairs=STORM_PAIRS, rate=120, docs=20, cancel=0.1,
                                    max_new_tokens=8, answer_timeout=30, max_rss_growth_mb=64,
                                    stderr_path=tmp_path / "server.log"))
+    record("storm", {k: report.get(k) for k in ("pairs", "documents", "rate_pairs_per_s", "responses", "bursts",
+                                                 "finals_with_suggestion", "final_latency_ms", "rss_mb", "server_stats")})
     assert report["failures"] == [], report
     assert report["rate_pairs_per_s"] >= 100
     responses = report["responses"]
