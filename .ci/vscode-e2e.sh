@@ -43,6 +43,10 @@ cleanup() {
       -exec sh -c 'for f; do echo "== $f"; tail -n 80 "$f" | cut -c1-500; done' _ {} + >&2 || true
     [ -f "$WORK/code-server.log" ] && { echo "== code-server.log"; tail -n 40 "$WORK/code-server.log"; } >&2
   fi
+  if [ "$status" != 0 ] && [ -d "$WORK/data/logs" ]; then
+    cp -r "$WORK/data/logs" "$CACHE/last-run/" 2>/dev/null || true
+    log "logs and failure screenshots kept in $CACHE/last-run"
+  fi
   [ -n "${SANTA_E2E_KEEP:-}" ] || rm -rf "$WORK"
   exit "$status"
 }
@@ -149,7 +153,29 @@ cat >"$WORK/data/User/settings.json" <<JSON
   "santa.maxNewTokens": 32
 }
 JSON
-printf '' >"$WORK/ws/fib.py"
+# Some context above the cursor, as in a real file: even a small model then has a clue.
+cat >"$WORK/ws/fib.py" <<'PY'
+"""Number sequences."""
+
+
+def square(x):
+    """Return x squared."""
+    return x * x
+
+
+PY
+cat >"$WORK/ws/add.py" <<'PY'
+"""Arithmetic helpers."""
+
+
+def sub(a, b):
+    """Return a minus b."""
+    return a - b
+
+
+PY
+ARTIFACTS="$CACHE/last-run"
+rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
 
 PORT=$("$NODE24" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 log "starting code-server on port $PORT"
@@ -171,7 +197,8 @@ log "running the browser test (limit ${TEST_TIMEOUT}s)"
 mkdir -p "$(dirname "$SCREENSHOT")"
 status=0
 SANTA_E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
-SANTA_E2E_FILE="$WORK/ws/fib.py" \
+SANTA_E2E_WORKSPACE="$WORK/ws" \
+SANTA_E2E_ARTIFACTS="$ARTIFACTS" \
 SANTA_E2E_CHROMIUM="$CHROMIUM" \
 SANTA_E2E_SCREENSHOT="$SCREENSHOT" \
 SANTA_E2E_DEADLINE_MS=$(((TEST_TIMEOUT - 10) * 1000)) \

@@ -10,6 +10,7 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
+  LogMessageNotification,
   State,
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
@@ -54,6 +55,8 @@ export class SantaServer implements vscode.Disposable {
     this.client = client;
     this.clientDisposables.push(
       client.onNotification(STATUS_NOTIFICATION, (params: unknown) => this.statusBar.update(parseStatus(params))),
+      // The server logs every window/logMessage on stderr too, and stderr is in our log already.
+      client.onNotification(LogMessageNotification.type, () => undefined),
       client.onDidChangeState((event) => {
         if (event.newState === State.Stopped && this.client === client) {
           this.statusBar.update({ state: "stopped", message: "The server is not running." });

@@ -18,6 +18,7 @@ export interface ServerOptions {
   fimOrder: string;
   contextBudget: number;
   suffixShare: number;
+  tokenHealing: boolean;
   temperature: number;
   topP: number;
   debounceMs: number;
@@ -37,6 +38,7 @@ export const DEFAULT_OPTIONS: Readonly<ServerOptions> = Object.freeze({
   fimOrder: "spm",
   contextBudget: 0,
   suffixShare: 0.25,
+  tokenHealing: true,
   temperature: 0,
   topP: 1,
   debounceMs: 0,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import {
@@ -37,6 +38,7 @@ test("settings map one-to-one to camelCase server options", () => {
     fimOrder: "psm",
     contextBudget: 512,
     suffixShare: 0.5,
+    tokenHealing: false,
     temperature: 0.2,
     topP: 0.9,
     debounceMs: 25,
@@ -111,4 +113,21 @@ test("package.json contributes a setting for every server option, with the same 
     "santa.showStatus",
     "santa.toggle",
   ]);
+});
+
+test("defaults match the server's santa_lsp/config.py", (t) => {
+  // config.py needs only the standard library; skip where no Python can import it.
+  const script =
+    "import dataclasses, json, sys; sys.path.insert(0, '../..'); from santa_lsp.config import Options; " +
+    "print(json.dumps(dataclasses.asdict(Options())))";
+  const python = spawnSync(process.env.PYTHON ?? "python3", ["-c", script], { encoding: "utf8" });
+  if (python.status !== 0) {
+    t.skip(`cannot import santa_lsp.config: ${python.error?.message ?? python.stderr.trim().split("\n").pop()}`);
+    return;
+  }
+  const server = JSON.parse(python.stdout) as Record<string, unknown>;
+  const camel = Object.fromEntries(
+    Object.entries(server).map(([key, value]) => [key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), value]),
+  );
+  assert.deepEqual(DEFAULT_OPTIONS, camel);
 });
