@@ -226,8 +226,13 @@ class SantaLanguageServer(LanguageServer):
         log.info("model %s loaded on %s/%s in %.1fs", loaded.model, loaded.device, loaded.dtype, loaded.load_s)
 
     # -- completions ---------------------------------------------------------------------------
-    async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
-        """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled)."""
+    async def suggest(self, uri: str, position: types.Position,
+                      selected: types.SelectedCompletionInfo | None = None) -> Suggestion | None:
+        """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled).
+
+        `selected` is the item selected in the client's completion menu: the suggestion then
+        continues the text as if that item were accepted, and starts with it (LSP 3.18).
+        """
         t0 = time.perf_counter()
         self.stats.requests += 1
         service, opts = self.service, self.options
@@ -243,12 +248,13 @@ class SantaLanguageServer(LanguageServer):
                      encoding, uri)
             self.stats.skipped += 1
             return None
+        prompt_text, prompt_cursor, lead, start, after = _with_selection(text, cursor, selected, encoding)
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
         def work(cancelled: Callable[[], bool]) -> Completion | None:
-            return service.complete(text, cursor, doc=uri, cancelled=cancelled, options=opts)
+            return service.complete(prompt_text, prompt_cursor, doc=uri, cancelled=cancelled, options=opts)
 
         def done(job: Job, result: Any, error: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, answer, (result, error))
@@ -281,15 +287,30 @@ class SantaLanguageServer(LanguageServer):
         self.stats.suggestions += 1
         log.debug("completion %s %d:%d: queued=%.1fms %s request=%.1fms", uri, position.line, position.character,
                   job.wait_ms, " ".join(f"{k}={v:.1f}ms" for k, v in completion.timings_ms.items()), total_ms)
-        start = positions.position_at(text, completion.cursor, encoding)
-        end = positions.position_at(text, completion.replace_end, encoding)
-        word = _WORD_BEFORE.search(text, text.rfind("\n", 0, completion.cursor) + 1, completion.cursor).group()
-        word_start = positions.position_at(text, completion.cursor - len(word), encoding)
-        return Suggestion(completion.text, types.Range(types.Position(*start), types.Position(*end)), word,
-                          types.Position(*word_start))
+        # Back to the document: the text after the prompt's cursor is the document's from `after`.
+        end = max(cursor, after + completion.replace_end - completion.cursor)
+        word = _WORD_BEFORE.search(text, text.rfind("\n", 0, start) + 1, start).group()
+        return Suggestion(lead + completion.text,
+                          types.Range(types.Position(*positions.position_at(text, start, encoding)),
+                                      types.Position(*positions.position_at(text, end, encoding))),
+                          word, types.Position(*positions.position_at(text, start - len(word), encoding)))
 
 
 _WORD_BEFORE = re.compile(r"[\w$]*\Z")
+
+
+def _with_selection(text: str, cursor: int, selected: types.SelectedCompletionInfo | None,
+                    encoding: str) -> tuple[str, int, str, int, int]:
+    """The text to complete and its cursor: the document, or the document with the completion
+    menu's selected item accepted. Also the suggestion's lead (that item's text), where the
+    suggestion starts in the document, and where the document resumes after the prompt's cursor."""
+    if selected is not None:
+        r = selected.range
+        lo = positions.offset_at(text, r.start.line, r.start.character, encoding)
+        hi = positions.offset_at(text, r.end.line, r.end.character, encoding)
+        if lo is not None and hi is not None and lo <= cursor <= hi:
+            return text[:lo] + selected.text + text[hi:], lo + len(selected.text), selected.text, lo, hi
+    return text, cursor, "", cursor, cursor
 
 
 def _settle(future: asyncio.Future, value: Any) -> None:
@@ -326,7 +347,8 @@ def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> 
 
 
 async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    suggestion = await ls.suggest(params.text_document.uri, params.position)
+    selected = params.context.selected_completion_info if params.context is not None else None
+    suggestion = await ls.suggest(params.text_document.uri, params.position, selected)
     if suggestion is None:
         return types.InlineCompletionList(items=[])
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text,

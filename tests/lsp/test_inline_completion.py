@@ -51,3 +51,17 @@ async def test_edits_after_unusual_line_breaks(client):
     result = await client.text_document_inline_completion_async(inline_params(2, 6, uri))
     (item,) = result.items
     assert item.insert_text.startswith("(")
+
+
+async def test_continues_the_selected_completion_item(client):
+    """LSP 3.18 selectedCompletionInfo: complete as if the menu's item were accepted, starting with it."""
+    uri = URI.replace("example", "selected")
+    open_doc(client, "x = pr\n", uri)
+    selected = types.Range(types.Position(0, 4), types.Position(0, 6))
+    params = inline_params(0, 6, uri)
+    params.context = types.InlineCompletionContext(
+        trigger_kind=types.InlineCompletionTriggerKind.Automatic,
+        selected_completion_info=types.SelectedCompletionInfo(range=selected, text="print("))
+    (item,) = (await client.text_document_inline_completion_async(params)).items
+    assert item.range == selected
+    assert item.insert_text.startswith("print((")  # the tiny model repeats the item's last token
