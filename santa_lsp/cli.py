@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from santa_lsp import __version__
-from santa_lsp.config import DEFAULT_MODEL, Options
+from santa_lsp.bench import add_arguments as bench_arguments
+from santa_lsp.config import DEFAULT_MODEL, DTYPES, Options
 from santa_lsp.errors import SantaError
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -22,7 +23,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="hub id, local checkpoint directory, 'bundled', or 'synthetic:<preset>' (default: %(default)s)")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="auto: float16 on CUDA, float32 on CPU; bfloat16 and int8 are faster, lossy CPU paths")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--offline", action="store_true", help="never touch the network (like HF_HUB_OFFLINE=1)")
 
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0, help="at most N problems")
     evaluate.add_argument("--json", type=Path, default=None, help="write the summary and per-problem results here")
 
+    bench = sub.add_parser("bench", help="keystroke-replay latency benchmark (results: benchmarks/RESULTS.md)")
+    bench_arguments(bench)
+
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     download.add_argument("--revision", default=None)
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval}[args.command](args)
+        return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval,
+                "bench": _bench}[args.command](args)
     except SantaError as err:
         print(f"santa-lsp: error: {err}", file=sys.stderr)
         return 2
@@ -188,6 +194,13 @@ def _eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps([{"summary": r.summary(), "results": [dataclasses.asdict(x) for x in r.results]}
                                          for r in reports], indent=1))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from santa_lsp.bench import main as bench_main
+
+    args.argv = sys.argv[1:]
+    return bench_main(args)
 
 
 def _download(args: argparse.Namespace) -> int:

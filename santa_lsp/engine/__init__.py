@@ -16,12 +16,13 @@ import torch
 from santa_lsp.config import BUNDLED_MODEL, Options
 from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
-from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.model import CPU_LINEARS, PRESETS, GPTBigCode, init_random, prepare_for_cpu
 from santa_lsp.engine.tokenizer import Tokenizer
 from santa_lsp.engine.weights import load_checkpoint, read_config
 from santa_lsp.errors import ModelLoadError, ModelOfflineError
 
-__all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype"]
+__all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype",
+           "prepare_model"]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,23 @@ def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("(device)", "device 'cuda' was asked for but no CUDA GPU is available", "Set device to auto or cpu.")
     if dtype == "auto":
-        # fp16 on GPUs; on CPUs fp32 measures fastest (bf16/fp16 eager matmuls are slow there).
+        # fp16 on GPUs; on CPUs fp32 (exact); faster CPU paths are opt-in (benchmarks/RESULTS.md).
         dtype = "float16" if device == "cuda" else "float32"
+    if dtype == "int8":
+        if device == "cuda":
+            raise ModelLoadError("(dtype)", "dtype 'int8' is a CPU path", "Use float16 on CUDA.")
+        return torch.device(device), torch.float32  # int8 matmul weights; everything else stays fp32
     return torch.device(device), getattr(torch, dtype)
+
+
+def prepare_model(model: GPTBigCode, device: str | torch.device, dtype: str) -> GPTBigCode:
+    """Move `model` to its device and dtype; on CPU swap in the fast kernels for bf16 and int8."""
+    dev, torch_dtype = pick_device_dtype(str(device), dtype)
+    model = model.to(device=dev, dtype=torch_dtype)
+    kind = "int8" if dtype == "int8" else str(torch_dtype).removeprefix("torch.")
+    if dev.type == "cpu" and kind in CPU_LINEARS:
+        prepare_for_cpu(model, kind)
+    return model
 
 
 def load_engine(
@@ -68,10 +83,11 @@ def load_engine(
             on_warning(warning)
         name = BUNDLED_MODEL
         model, tokenizer = _load(name, None, False, None)
-    model = model.to(device=device, dtype=dtype)
     _set_threads(opts.threads, model)
+    model = prepare_model(model, device, opts.dtype)
     engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
-    return LoadedModel(engine, opts.model, name, device.type, str(dtype).removeprefix("torch."),
+    dtype_name = "int8" if opts.dtype == "int8" else str(dtype).removeprefix("torch.")
+    return LoadedModel(engine, opts.model, name, device.type, dtype_name,
                        time.perf_counter() - t0, warning)
 
 

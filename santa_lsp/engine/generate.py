@@ -35,6 +35,9 @@ class GenerationParams:
     # Called with the ids generated so far; True stops generation (e.g. a line is complete).
     stop: Callable[[list[int]], bool] | None = None
     seed: int | None = None
+    # Benchmarks: generate exactly max_new_tokens (end-of-text and special tokens suppressed),
+    # so that an early stop flatters no one.
+    exact_length: bool = False
 
 
 @dataclass
@@ -153,6 +156,8 @@ class Engine:
         for _ in range(max_new):
             if forced:
                 logits = self._constrain(logits, forced)
+            if params.exact_length:
+                logits = logits.index_fill(0, self._special_tensor, float("-inf"))
             token = self._pick(logits, params, generator)
             if token == eot:
                 reason = "eot"
@@ -203,6 +208,11 @@ class Engine:
         idx = torch.tensor(allowed, device=logits.device)
         masked[idx] = logits[idx]
         return masked
+
+    @cached_property
+    def _special_tensor(self) -> torch.Tensor:
+        ids = sorted({*self.tokenizer.special_ids, self.tokenizer.eot_id})
+        return torch.tensor([i for i in ids if i < self.model.config.vocab_size], dtype=torch.long, device=self.device)
 
     @cached_property
     def _vocab_bytes(self) -> list[bytes]:

@@ -12,6 +12,7 @@ D = head_dim, V = vocab.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -138,6 +139,8 @@ class GPTBigCode(nn.Module):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        # Set by `prepare_for_cpu`: a fast (quantized or prepacked) copy of the tied lm_head.
+        self.lm_head: nn.Module | None = None
 
     def new_cache(self, max_len: int | None = None) -> KVCache:
         p = self.wte.weight
@@ -158,7 +161,69 @@ class GPTBigCode(nn.Module):
         # Final norm in fp32; the tied lm_head reuses the token embedding.
         x = F.layer_norm(x.float(), (x.shape[-1],), self.ln_f.weight.float(), self.ln_f.bias.float(),
                          self.ln_f.eps)
+        if self.lm_head is not None:
+            return self.lm_head(x.to(self.wte.weight.dtype)).float()  # [T, V]
         return torch.matmul(x.to(self.wte.weight.dtype), self.wte.weight.t()).float()  # [T, V]
+
+
+# -- CPU fast paths ------------------------------------------------------------------------------
+# Decoding one token reads every weight once, so on a CPU its speed is memory bandwidth over
+# weight bytes. Eager bf16 `nn.Linear` does not reach that floor; these modules do. They replace
+# the model's Linear layers after loading (`prepare_for_cpu`); the forward code is unchanged.
+
+
+class PackedBF16Linear(nn.Module):
+    """bf16 linear through oneDNN with the weight reordered once into its blocked layout
+    (AMX / AVX512-BF16 kernels; accumulation in fp32)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        w = weight.detach().to(torch.bfloat16).contiguous()
+        self.out_features, self.in_features = w.shape
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(w, 1), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+class Int8Linear(nn.Module):
+    """int8 weights (one scale per output channel) with activations quantized on the fly per
+    call (fbgemm dynamic quantization, VNNI int8 dot products, int32 accumulation): a quarter of
+    fp32's bytes per token. Lossy; opt-in through dtype `int8`."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        w = weight.detach().float().contiguous()
+        self.out_features, self.in_features = w.shape
+        scale = (w.abs().amax(dim=1).clamp(min=1e-8) / 127.0).double()
+        zero = torch.zeros(w.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch flags the quantized-tensor API as legacy
+            qweight = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
+            b = None if bias is None else bias.detach().float()
+            self._packed = torch.ops.quantized.linear_prepack(qweight, b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, False)
+
+
+CPU_LINEARS: dict[str, type[nn.Module]] = {"bfloat16": PackedBF16Linear, "int8": Int8Linear}
+
+
+def prepare_for_cpu(model: GPTBigCode, kind: str) -> GPTBigCode:
+    """Swap every Linear (and the tied lm_head) for the CPU kernel `kind` ("bfloat16" | "int8").
+
+    For bfloat16 the model must already be in bf16; for int8 it stays fp32 everywhere else
+    (embeddings, norms, attention, KV cache), so only the matmul weights are quantized.
+    """
+    make = CPU_LINEARS[kind]
+    for block in model.h:
+        for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"), (block.mlp, "c_fc"), (block.mlp, "c_proj")):
+            lin = getattr(parent, name)
+            setattr(parent, name, make(lin.weight, lin.bias))
+    model.lm_head = make(model.wte.weight, None)
+    return model
 
 
 def init_random(model: GPTBigCode, seed: int = 0) -> GPTBigCode:
