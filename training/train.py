@@ -168,8 +168,13 @@ def main() -> None:
         bos_token_id=tok.token_to_id("<|endoftext|>"),
         eos_token_id=tok.token_to_id("<|endoftext|>"),
         pad_token_id=tok.token_to_id("<fim-pad>"))
+    # SDPA (PyTorch's fused CPU flash attention): 3x faster per step than the eager
+    # bmm/softmax/mask path that a bare constructor would pick (measured, see TRAINING.md)
+    config._attn_implementation = "sdpa"
     model = GPTBigCodeForCausalLM(config)
     model.train()
+    print(f"attention: {model.config._attn_implementation}, bf16 autocast: {args.bf16}",
+          flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params:,} vocab {vocab_size} seq {args.seq_len}", flush=True)
 
