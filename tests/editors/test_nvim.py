@@ -426,7 +426,7 @@ def test_real_server_suggestion_is_accepted(nvim_factory, renderer):
     vim.wait_attached()
     vim.wait_ready(180)  # the model loads in the background; until then answers are empty
     vim.feed("idef fibonacci(n):<CR>")
-    ghost = vim.wait_stable_ghost(90, lambda g: "".join(g["lines"]).strip())
+    ghost = vim.wait_stable_ghost(60, lambda g: "".join(g["lines"]).strip())
     row, col = vim.nvim.api.win_get_cursor(0)
     before = vim.buffer()
     assert before[0] == "def fibonacci(n):" and row == 2

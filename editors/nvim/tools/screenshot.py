@@ -177,7 +177,7 @@ def main() -> int:
             "root_markers": [], "renderer": args.renderer,
             "init_options": {"model": args.model, "device": "cpu", "maxNewTokens": 64}}
     (tmp / "init.lua").write_text(INIT.format(plugin=json.dumps(str(PLUGIN)), opts=json.dumps(json.dumps(opts))))
-    source = tmp / "numbers.py"
+    source = tmp / "fib.py"
     source.write_text(args.file_text)
     sock = tmp / "nvim.sock"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -199,9 +199,19 @@ def main() -> int:
                 raise TimeoutError("nvim did not start")
             time.sleep(0.1)
         nvim = pynvim.attach("socket", path=str(sock))
-        while nvim.exec_lua("return require('santa_lsp').status().state") != "ready":
+
+        def pane() -> str:
+            return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+        def lua(code: str):
+            # nvim_get_mode answers even at a hit-enter prompt, where exec_lua would hang.
+            if nvim.api.get_mode()["blocking"]:
+                raise RuntimeError("nvim is waiting for input:\n" + pane())
+            return nvim.exec_lua(code)
+
+        while lua("return require('santa_lsp').status().state") != "ready":
             if time.monotonic() > deadline:
-                raise TimeoutError("server not ready: %r" % nvim.exec_lua("return require('santa_lsp').status()"))
+                raise TimeoutError("server not ready: %r\n%s" % (lua("return require('santa_lsp').status()"), pane()))
             time.sleep(0.2)
         subprocess.run([*tmux, "send-keys", "-t", session, "G", "o"], check=True)
         for part in re.split(r"(\n)", args.keys):
@@ -210,9 +220,9 @@ def main() -> int:
             elif part:
                 subprocess.run([*tmux, "send-keys", "-t", session, "-l", part], check=True)
             time.sleep(0.05)
-        while not nvim.exec_lua(GHOST):
+        while not lua(GHOST):
             if time.monotonic() > deadline:
-                raise TimeoutError("no ghost text")
+                raise TimeoutError("no ghost text:\n" + pane())
             time.sleep(0.1)
         time.sleep(0.5)  # let the terminal redraw
         ansi = subprocess.run([*tmux, "capture-pane", "-p", "-e", "-t", session], check=True,

@@ -49,12 +49,13 @@ function M.check()
       "or set cmd = { '/path/to/python3', '-m', 'santa_lsp', 'serve', '--stdio' } in setup()",
     })
   else
-    health.ok('server command: ' .. table.concat(cmd, ' ') .. ' (' .. exe .. ')')
+    health.ok('server command: ' .. santa.server_cmd_string() .. ' (' .. exe .. ')')
   end
   local python = python_of(cmd)
   if python and vim.fn.executable(python) == 1 then
     local ok, res = pcall(function()
-      return vim.system({ python, '-c', 'import santa_lsp; print(santa_lsp.__version__)' }, { text = true })
+      local code = 'import sys; del sys.path[0]; import santa_lsp; print(santa_lsp.__version__)'
+      return vim.system({ python, '-c', code }, { text = true })
         :wait(20000)
     end)
     if ok and res.code == 0 then

@@ -13,7 +13,8 @@ local AUGROUP = 'santa_lsp'
 --- Every option, with its default. Documented in `:help santa_lsp-defaults`.
 M.defaults = {
   -- Server command. nil: `santa-lsp serve --stdio` when `santa-lsp` is on $PATH,
-  -- else `python3 -m santa_lsp serve --stdio`.
+  -- else `python3 -m santa_lsp serve --stdio` (run so that the current directory's
+  -- modules cannot shadow the standard library's).
   cmd = nil,
   -- Filetypes the server is started for.
   filetypes = {
@@ -56,6 +57,9 @@ local status = { state = 'stopped' }
 --- Whether suggestions are shown (:SantaToggle).
 local enabled = true
 
+-- `python3 -m santa_lsp`, without the current directory on sys.path.
+local PYTHON_MAIN = 'import runpy, sys; del sys.path[0]; runpy.run_module("santa_lsp", run_name="__main__", alter_sys=True)'
+
 local has = function(feature) return vim.fn.has(feature) == 1 end
 
 --- Calls a vim.lsp.Client method: `client:name(...)` on 0.11+, `client.name(...)` on 0.10.
@@ -76,7 +80,22 @@ function M.server_cmd()
   if vim.fn.executable('santa-lsp') == 1 then
     return { 'santa-lsp', 'serve', '--stdio' }
   end
-  return { 'python3', '-m', 'santa_lsp', 'serve', '--stdio' }
+  -- `python3 -m` would put the current directory first on sys.path, where a project's own
+  -- numbers.py or random.py shadows the standard library module torch imports.
+  return { 'python3', '-c', PYTHON_MAIN, 'serve', '--stdio' }
+end
+
+--- The server command as a user would type it.
+function M.server_cmd_string()
+  local shown = {}
+  for i, arg in ipairs(M.server_cmd()) do
+    if arg == PYTHON_MAIN and shown[i - 1] == '-c' then
+      shown[i - 1] = '-m santa_lsp'
+    else
+      table.insert(shown, arg)
+    end
+  end
+  return table.concat(shown, ' ')
 end
 
 --- "native" or "fallback": who draws suggestions with the current options and Neovim.
