@@ -391,15 +391,19 @@ def on_did_close(ls: SantaLanguageServer, params: types.DidCloseTextDocumentPara
         ls.service.forget(params.text_document.uri)
 
 
-async def on_did_change_configuration(ls: SantaLanguageServer, params: types.DidChangeConfigurationParams) -> None:
-    raw = params.settings
+def on_did_change_configuration(ls: SantaLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    # Synchronous, so that the messages after this one already see the new settings.
     caps = ls.client_capabilities
-    if raw is None and caps.workspace is not None and caps.workspace.configuration:
-        # Pull-model clients send no settings: ask for our section.
-        result = await ls.workspace_configuration_async(
-            types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
-        raw = result[0] if result else None
-    ls.apply_settings(raw)
+    if params.settings is None and caps.workspace is not None and caps.workspace.configuration:
+        asyncio.ensure_future(_pull_settings(ls))  # pull-model clients send no settings
+    else:
+        ls.apply_settings(params.settings)
+
+
+async def _pull_settings(ls: SantaLanguageServer) -> None:
+    result = await ls.workspace_configuration_async(
+        types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
+    ls.apply_settings(result[0] if result else None)
 
 
 def on_shutdown(ls: SantaLanguageServer, *args: Any) -> None:

@@ -27,8 +27,8 @@ def slow_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 async def shared_sessions(tiny_model_dir, slow_model_dir):
     """The shared servers, by name; they load their models in parallel."""
     sessions = dict(zip(("client", "plain_client", "slow_client"), await asyncio.gather(
-        # A client with inline completion and UTF-16 positions.
-        open_session({"model": str(tiny_model_dir), "maxNewTokens": 8}),
+        # A client with inline completion, UTF-16 positions and workspace/configuration.
+        open_session({"model": str(tiny_model_dir), "maxNewTokens": 8}, capabilities(pull_configuration=True)),
         # A client without inline completion (gets textDocument/completion instead) or progress
         # support, offering UTF-8 positions, whose initializationOptions hold two mistakes.
         open_session({"santa": {"model": str(tiny_model_dir), "maxNewTokens": "many", "bogusOption": 1}},

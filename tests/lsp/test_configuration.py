@@ -75,3 +75,14 @@ async def test_debounce_runs_only_the_last_of_a_burst(plain_client):
     after = (await command(plain_client, "santa.status"))["stats"]
     assert after["completed"] - before["completed"] == 1 and after["cancelled"] - before["cancelled"] == 2
     configure(plain_client, {})
+
+
+async def test_pulls_settings_when_none_are_sent(client):
+    client.set_configuration({"enable": False}, section="santa")
+    try:
+        configure(client, None)  # settings: null -> the server asks for its section
+        await settle(client, lambda: client.statuses[-1].state == "disabled")
+    finally:
+        client.set_configuration({}, section="santa")
+        configure(client, None)
+    await settle(client, lambda: client.statuses[-1].state == "ready")
