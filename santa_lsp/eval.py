@@ -235,6 +235,7 @@ def run_tests(program: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bool,
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return False, f"timed out after {timeout_s:g}s"
+        _kill_group(proc)  # whatever it forked and left running (with its pipes closed) goes too
         if proc.returncode == 0:
             return True, ""
         lines = err.decode("utf-8", "replace").strip().splitlines()
