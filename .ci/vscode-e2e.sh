@@ -7,7 +7,7 @@
 # Prints "N passed, 0 failed" on success; exits non-zero on failure; never hangs.
 #
 # Environment: PYTHON (interpreter with santa_lsp, default python3), SANTA_E2E_CACHE,
-# SANTA_E2E_TIMEOUT (seconds for the browser part, default 300), SANTA_E2E_SCREENSHOT
+# SANTA_E2E_TIMEOUT (seconds for the browser part, default 420), SANTA_E2E_SCREENSHOT
 # (default docs/screenshots/vscode-inline.png), SANTA_E2E_SERVER_COMMAND (JSON array that
 # replaces the server command, for debugging the harness).
 set -euo pipefail
@@ -18,7 +18,7 @@ CACHE=${SANTA_E2E_CACHE:-$HOME/.cache/santa-vscode-e2e}
 NODE_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
 PYTHON=${PYTHON:-python3}
-TEST_TIMEOUT=${SANTA_E2E_TIMEOUT:-300}
+TEST_TIMEOUT=${SANTA_E2E_TIMEOUT:-420}
 SCREENSHOT=${SANTA_E2E_SCREENSHOT:-$ROOT/docs/screenshots/vscode-inline.png}
 APT_PACKAGES=(build-essential pkg-config python3 libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev chromium)
 

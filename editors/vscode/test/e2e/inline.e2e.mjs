@@ -124,21 +124,20 @@ async function runCommand(page, title) {
 }
 
 /**
- * Type a function header and Enter; return the ghost text that follows. The small bundled
- * model sometimes has nothing to say at a bare indent, so keep typing a likely body until
- * it does (each keystroke is a new request).
+ * Type a function header and Enter, and return the ghost text that follows. A small
+ * bundled model sometimes has nothing to say at a given spot, so go on typing a likely body,
+ * one character (one request) at a time, until it does.
  */
-async function typeUntilSuggestion(page, header, nudges) {
+async function typeUntilSuggestion(page, header, body) {
   await page.keyboard.type(header, { delay: 40 });
   await page.keyboard.press("Enter");
-  let suggestion = await ghostText(page, 20_000);
-  for (const nudge of nudges) {
+  let suggestion = await ghostText(page, 15_000);
+  for (const char of body) {
     if (suggestion.trim()) break;
-    log(`no ghost text yet; typing ${JSON.stringify(nudge)}`);
-    await page.keyboard.type(nudge, { delay: 40 });
-    suggestion = await ghostText(page, 20_000);
+    await page.keyboard.type(char);
+    suggestion = await ghostText(page, 3_000);
   }
-  if (!suggestion.trim()) throw new Error(`no ghost text appeared after ${JSON.stringify(header)}`);
+  if (!suggestion.trim()) throw new Error(`no ghost text appeared while typing ${JSON.stringify(header + "\n" + body)}`);
   log(`ghost text: ${JSON.stringify(suggestion)}`);
   return suggestion;
 }
@@ -146,7 +145,7 @@ async function typeUntilSuggestion(page, header, nudges) {
 async function tabAcceptsAndSaves(page) {
   await openFile(page, "fib.py");
   const header = "def fibonacci(n):";
-  const suggestion = await typeUntilSuggestion(page, header, ["if n", " <", " 2:"]);
+  const suggestion = await typeUntilSuggestion(page, header, "return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)");
   await page.screenshot({ path: screenshot });
   log(`screenshot: ${screenshot}`);
   const before = readFileSync(join(workspace, "fib.py"), "utf8");
@@ -163,7 +162,7 @@ async function tabAcceptsAndSaves(page) {
 async function escapeRetriggerAcceptWord(page) {
   await openFile(page, "add.py");
   const header = "def add(a, b):";
-  await typeUntilSuggestion(page, header, ["return", " a"]);
+  await typeUntilSuggestion(page, header, "return a + b if a is not None and b is not None else None");
   await page.keyboard.press("Escape");
   await page.locator(".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text").first()
     .waitFor({ state: "hidden", timeout: remaining(5_000) })
