@@ -226,12 +226,13 @@ class SantaLanguageServer(LanguageServer):
         log.info("model %s loaded on %s/%s in %.1fs", loaded.model, loaded.device, loaded.dtype, loaded.load_s)
 
     # -- completions ---------------------------------------------------------------------------
-    async def suggest(self, uri: str, position: types.Position,
-                      selected: types.SelectedCompletionInfo | None = None) -> Suggestion | None:
+    async def suggest(self, uri: str, position: types.Position, selected: types.SelectedCompletionInfo | None = None,
+                      invoked: bool = False) -> Suggestion | None:
         """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled).
 
         `selected` is the item selected in the client's completion menu: the suggestion then
         continues the text as if that item were accepted, and starts with it (LSP 3.18).
+        `invoked`: the user asked explicitly, so no debounce.
         """
         t0 = time.perf_counter()
         self.stats.requests += 1
@@ -259,7 +260,7 @@ class SantaLanguageServer(LanguageServer):
         def done(job: Job, result: Any, error: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, answer, (result, error))
 
-        job = self.scheduler.submit(uri, work, done, opts.debounce_ms / 1000)
+        job = self.scheduler.submit(uri, work, done, 0.0 if invoked else opts.debounce_ms / 1000)
         try:
             completion, error = await answer
         except asyncio.CancelledError:  # $/cancelRequest (or shutdown): stop the worker too
@@ -347,8 +348,9 @@ def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> 
 
 
 async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    selected = params.context.selected_completion_info if params.context is not None else None
-    suggestion = await ls.suggest(params.text_document.uri, params.position, selected)
+    context = params.context
+    suggestion = await ls.suggest(params.text_document.uri, params.position, context.selected_completion_info,
+                                  context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
     if suggestion is None:
         return types.InlineCompletionList(items=[])
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text,
@@ -356,7 +358,8 @@ async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineComp
 
 
 async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams) -> types.CompletionList:
-    suggestion = await ls.suggest(params.text_document.uri, params.position)
+    invoked = params.context is not None and params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+    suggestion = await ls.suggest(params.text_document.uri, params.position, invoked=invoked)
     if suggestion is None:
         return types.CompletionList(is_incomplete=True, items=[])
     # The item covers the partial word before the cursor too: completion clients filter items

@@ -74,6 +74,13 @@ async def test_debounce_runs_only_the_last_of_a_burst(plain_client):
     assert [bool(r.items) for r in results] == [False, False, True]
     after = (await command(plain_client, "santa.status"))["stats"]
     assert after["completed"] - before["completed"] == 1 and after["cancelled"] - before["cancelled"] == 2
+
+    configure(plain_client, {"debounceMs": 3000})
+    t0 = time.monotonic()  # asked for explicitly: no debounce
+    invoked = await plain_client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(4, 11),
+        context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)))
+    assert invoked.items and time.monotonic() - t0 < 1.5
     configure(plain_client, {})
 
 
