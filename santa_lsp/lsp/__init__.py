@@ -1,6 +1,8 @@
 """The language server, an adapter around `santa_lsp.service`.
 
 server.py     pygls wiring and thin handlers; `run()` is what `santa-lsp serve` calls
+protocol.py   pygls' protocol with two repairs (unanswered bad requests, edit line breaks)
+items.py      suggestions -> inline completion / completion items, completion-menu selection
 positions.py  LSP positions <-> character offsets in UTF-8 / UTF-16 / UTF-32
 scheduler.py  the single inference worker; newest request per document wins
 settings.py   initializationOptions / didChangeConfiguration -> `config.Options`

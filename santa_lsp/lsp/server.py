@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
-from pygls.protocol.language_server import lsp_method
 
 from santa_lsp import __version__
 from santa_lsp.config import Options
 from santa_lsp.errors import SantaError
-from santa_lsp.lsp import positions, process, settings
+from santa_lsp.lsp import items, positions, process, settings
 from santa_lsp.lsp.client_log import ClientLogHandler
 from santa_lsp.lsp.loading import load_in_background
+from santa_lsp.lsp.protocol import SantaProtocol
 from santa_lsp.lsp.scheduler import Job, Scheduler
 from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, ModelStatus, Stats, status_report
 
@@ -41,54 +37,6 @@ log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "santa/status"
 STATUS_COMMAND = "santa.status"
 RELOAD_COMMAND = "santa.reload"
-
-
-@dataclass
-class Suggestion:
-    text: str  # to insert at the cursor
-    range: types.Range  # what it replaces: from the cursor to the end of what it overwrites
-    word: str  # the partial word before the cursor (completion clients filter by it)
-    word_start: types.Position
-
-
-class SantaProtocol(LanguageServerProtocol):
-    """pygls' protocol with two repairs.
-
-    - pygls drops a request whose params do not deserialize without answering it, and the
-      client waits forever; answer it with the error (InvalidParams) instead.
-    - pygls applies incremental edits by `str.splitlines()` lines, which also break at form
-      feeds, U+2028 and friends: one of those in a file shifts every later edit. Edits are
-      applied here with LSP's own line breaks (\\n, \\r\\n, \\r) instead.
-    """
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as err:
-            if "method" in data and isinstance(data.get("id"), (int, str)) and not isinstance(data["id"], bool):
-                self._send_response(data["id"], None, err.to_response_error())
-            raise
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
-        uri = params.text_document.uri
-        doc = self.workspace.text_documents.get(unquote(uri))
-        if doc is None:
-            log.warning("didChange for %s, which is not open", uri)
-        else:
-            encoding = self._server.position_encoding()
-            text = doc.source
-            for change in params.content_changes:
-                if isinstance(change, types.TextDocumentContentChangePartial):
-                    r = change.range
-                    text = positions.apply_change(text, (r.start.line, r.start.character),
-                                                  (r.end.line, r.end.character), change.text, encoding)
-                else:
-                    text = change.text
-            self.workspace.put_text_document(types.TextDocumentItem(
-                uri=uri, language_id=doc.language_id or "", version=params.text_document.version, text=text))
-        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
-            yield user_handler, (params,), None
 
 
 class SantaLanguageServer(LanguageServer):
@@ -227,7 +175,7 @@ class SantaLanguageServer(LanguageServer):
 
     # -- completions ---------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position, selected: types.SelectedCompletionInfo | None = None,
-                      invoked: bool = False) -> Suggestion | None:
+                      invoked: bool = False) -> items.Suggestion | None:
         """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled).
 
         `selected` is the item selected in the client's completion menu: the suggestion then
@@ -249,13 +197,13 @@ class SantaLanguageServer(LanguageServer):
                      encoding, uri)
             self.stats.skipped += 1
             return None
-        prompt_text, prompt_cursor, lead, start, after = _with_selection(text, cursor, selected, encoding)
+        target = items.target(text, cursor, selected, encoding)
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
         def work(cancelled: Callable[[], bool]) -> Completion | None:
-            return service.complete(prompt_text, prompt_cursor, doc=uri, cancelled=cancelled, options=opts)
+            return service.complete(target.text, target.text_cursor, doc=uri, cancelled=cancelled, options=opts)
 
         def done(job: Job, result: Any, error: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, answer, (result, error))
@@ -288,30 +236,7 @@ class SantaLanguageServer(LanguageServer):
         self.stats.suggestions += 1
         log.debug("completion %s %d:%d: queued=%.1fms %s request=%.1fms", uri, position.line, position.character,
                   job.wait_ms, " ".join(f"{k}={v:.1f}ms" for k, v in completion.timings_ms.items()), total_ms)
-        # Back to the document: the text after the prompt's cursor is the document's from `after`.
-        end = max(cursor, after + completion.replace_end - completion.cursor)
-        word = _WORD_BEFORE.search(text, text.rfind("\n", 0, start) + 1, start).group()
-        return Suggestion(lead + completion.text,
-                          types.Range(types.Position(*positions.position_at(text, start, encoding)),
-                                      types.Position(*positions.position_at(text, end, encoding))),
-                          word, types.Position(*positions.position_at(text, start - len(word), encoding)))
-
-
-_WORD_BEFORE = re.compile(r"[\w$]*\Z")
-
-
-def _with_selection(text: str, cursor: int, selected: types.SelectedCompletionInfo | None,
-                    encoding: str) -> tuple[str, int, str, int, int]:
-    """The text to complete and its cursor: the document, or the document with the completion
-    menu's selected item accepted. Also the suggestion's lead (that item's text), where the
-    suggestion starts in the document, and where the document resumes after the prompt's cursor."""
-    if selected is not None:
-        r = selected.range
-        lo = positions.offset_at(text, r.start.line, r.start.character, encoding)
-        hi = positions.offset_at(text, r.end.line, r.end.character, encoding)
-        if lo is not None and hi is not None and lo <= cursor <= hi:
-            return text[:lo] + selected.text + text[hi:], lo + len(selected.text), selected.text, lo, hi
-    return text, cursor, "", cursor, cursor
+        return target.suggestion(completion.text, completion.replace_end - completion.cursor, encoding)
 
 
 def _settle(future: asyncio.Future, value: Any) -> None:
@@ -351,35 +276,13 @@ async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineComp
     context = params.context
     suggestion = await ls.suggest(params.text_document.uri, params.position, context.selected_completion_info,
                                   context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
-    if suggestion is None:
-        return types.InlineCompletionList(items=[])
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text,
-                                                                        range=suggestion.range)])
+    return items.inline_completion_list(suggestion)
 
 
 async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams) -> types.CompletionList:
     invoked = params.context is not None and params.context.trigger_kind == types.CompletionTriggerKind.Invoked
     suggestion = await ls.suggest(params.text_document.uri, params.position, invoked=invoked)
-    if suggestion is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    # The item covers the partial word before the cursor too: completion clients filter items
-    # by that word, and an item not starting with it would be hidden. Its edit must stay on one
-    # line, so a replacement reaching into later lines shrinks to an insertion.
-    end = suggestion.range.end if suggestion.range.end.line == suggestion.range.start.line else suggestion.range.start
-    new_text = suggestion.word + suggestion.text
-    first_line = new_text.strip().split("\n", 1)[0]
-    item = types.CompletionItem(
-        label=first_line + (" …" if "\n" in new_text.strip() else ""),
-        kind=types.CompletionItemKind.Snippet,
-        detail="santa-lsp",
-        documentation=suggestion.text,
-        filter_text=new_text,
-        sort_text="0",
-        preselect=True,
-        insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=types.Range(suggestion.word_start, end), new_text=new_text),
-    )
-    return types.CompletionList(is_incomplete=True, items=[item])
+    return items.completion_list(suggestion)
 
 
 def on_did_change(ls: SantaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
