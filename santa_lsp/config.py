@@ -19,7 +19,7 @@ BUNDLED_MODEL = "bundled"
 MODES = ("auto", "single-line", "multi-line")
 FIM_ORDERS = ("spm", "psm")
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8", "int4")
 
 
 @dataclass

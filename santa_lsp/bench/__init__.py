@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per model run, exactly")
     p.add_argument("--mode", default="single-line", choices=("auto", "single-line", "multi-line"))
     p.add_argument("--context-budget", type=int, default=0, help="prompt tokens (0: the model's context)")
-    p.add_argument("--variants", default="ours,reuse-off,psm,fp32,baseline", help="comma-separated (default: %(default)s)")
+    p.add_argument("--variants", default="ours,natural,reuse-off,psm,fp32,baseline",
+                   help="comma-separated, from ours, natural (stop rules on), reuse-off, psm, fp32, baseline "
+                        "(default: %(default)s)")
     p.add_argument("--slow-every", type=int, default=1, help="run reuse-off and baseline on every n-th keystroke only")
     p.add_argument("--typo-rate", type=float, default=0.03, help="share of characters preceded by a typo + backspace")
     p.add_argument("--seed", type=int, default=0)

@@ -384,6 +384,9 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     spm = dataclasses.replace(opts, fim_order="spm")
     if "ours" in wanted:
         variants.append(ServiceVariant("ours", f"SPM, reuse on, {ours_dtype}", ours_model, tokenizer, spm, True))
+    if "natural" in wanted:  # the product as used: stop rules end the line early
+        variants.append(ServiceVariant("natural", f"SPM, reuse on, {ours_dtype}, stop rules on", ours_model,
+                                       tokenizer, spm, True, fixed=False))
     if "reuse-off" in wanted:
         variants.append(ServiceVariant("reuse-off", f"SPM, reuse off, {ours_dtype}", ours_model, tokenizer, spm, False))
         variants[-1].every = args.slow_every
@@ -438,7 +441,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
 
 def _dtype_name(model: GPTBigCode) -> str:
     if model.lm_head is not None:
-        return "int8" if hasattr(model.lm_head, "_packed") else "bfloat16"
+        return {"Int8Linear": "int8", "Int4Linear": "int4"}.get(type(model.lm_head).__name__, "bfloat16")
     return str(model.wte.weight.dtype).removeprefix("torch.")
 
 
@@ -615,12 +618,18 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {_f(v.get('ratio_p50', float('nan')), 2)} | {_f(v.get('ratio_mean', float('nan')), 2)} "
             f"| {_f(v['computed_per_key'])} | {_f(v['reused_per_key'])} | {v['typeahead_hits']} "
             f"| {_f(v['prefill_tok_s'])} | {_f(v['decode_ms_per_token'])} |")
+    out += ["", "x ours: this variant's latency over `ours`' on the same keystrokes (slow variants may run on every "
+            "n-th keystroke only; `keys run` says how many). Latency is the wall time of one request, typing-ahead "
+            "hits included; decode ms/tok excludes the first token, which comes from the prefill."]
     out += ["", f"Engine probe (random ids, 64-token prefill then single-token steps); memory bandwidth "
             f"measured in this run: {r['bandwidth_gbs']} GB/s (sum of a large fp32 tensor, same threads).", "",
             "| dtype | weights read per token (MB) | floor ms/token | decode ms/token | x floor | prefill tok/s "
             "| top-1 agreement with fp32 |", "|---|---|---|---|---|---|---|"]
     for e in r["engine"]:
-        agree = f"{e['top1_agreement'] * 100:.2f}% of {e['agreement_tokens']} tokens" if "top1_agreement" in e else "(reference)"
+        if "top1_agreement" in e:
+            agree = f"{e['top1_agreement'] * 100:.2f}% of {e['agreement_tokens']} tokens"
+        else:
+            agree = "(reference)" if e["dtype"] == "float32" else "not measured"
         out.append(f"| {e['dtype']} | {_f(e['weight_mb_per_token'])} | {_f(e['floor_ms'])} | {_f(e['decode_ms'])} "
                    f"| {_f(e['decode_ms'] / e['floor_ms'] if e['floor_ms'] else float('nan'), 2)} "
                    f"| {_f(e['prefill_tok_s'])} | {agree} |")

@@ -26,6 +26,9 @@ __all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "loa
 
 log = logging.getLogger(__name__)
 
+# CPU-only dtypes: weight-quantized matmuls over an otherwise float32 model (lossy, opt-in).
+QUANTIZED = ("int8", "int4")
+
 @dataclass
 class LoadedModel:
     engine: Engine
@@ -45,10 +48,10 @@ def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     if dtype == "auto":
         # fp16 on GPUs; on CPUs fp32 (exact); faster CPU paths are opt-in (benchmarks/RESULTS.md).
         dtype = "float16" if device == "cuda" else "float32"
-    if dtype == "int8":
+    if dtype in QUANTIZED:
         if device == "cuda":
-            raise ModelLoadError("(dtype)", "dtype 'int8' is a CPU path", "Use float16 on CUDA.")
-        return torch.device(device), torch.float32  # int8 matmul weights; everything else stays fp32
+            raise ModelLoadError("(dtype)", f"dtype '{dtype}' is a CPU path", "Use float16 on CUDA.")
+        return torch.device(device), torch.float32  # quantized matmul weights; everything else stays fp32
     return torch.device(device), getattr(torch, dtype)
 
 
@@ -56,7 +59,7 @@ def prepare_model(model: GPTBigCode, device: str | torch.device, dtype: str) -> 
     """Move `model` to its device and dtype; on CPU swap in the fast kernels for bf16 and int8."""
     dev, torch_dtype = pick_device_dtype(str(device), dtype)
     model = model.to(device=dev, dtype=torch_dtype)
-    kind = "int8" if dtype == "int8" else str(torch_dtype).removeprefix("torch.")
+    kind = dtype if dtype in QUANTIZED else str(torch_dtype).removeprefix("torch.")
     if dev.type == "cpu" and kind in CPU_LINEARS:
         prepare_for_cpu(model, kind)
     return model
@@ -86,14 +89,15 @@ def load_engine(
     _set_threads(opts.threads, model)
     model = prepare_model(model, device, opts.dtype)
     engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
-    dtype_name = "int8" if opts.dtype == "int8" else str(dtype).removeprefix("torch.")
+    dtype_name = opts.dtype if opts.dtype in QUANTIZED else str(dtype).removeprefix("torch.")
     return LoadedModel(engine, opts.model, name, device.type, dtype_name,
                        time.perf_counter() - t0, warning)
 
 
 def _set_threads(threads: int, model: GPTBigCode) -> None:
-    """Small models run best on one thread: OpenMP's spin-waits cost more than they give,
-    badly so when the editor or other processes compete for the cores."""
+    """Small models run best on one thread: dispatching tiny ops to a second thread costs more
+    than it gives, badly so when the editor or other processes compete for the cores. Big models
+    are bandwidth-bound and gain from every core, with passive OpenMP waits (santa_lsp/__init__)."""
     if threads <= 0:
         threads = 1 if model.config.n_params() < 50_000_000 else torch.get_num_threads()
     torch.set_num_threads(threads)

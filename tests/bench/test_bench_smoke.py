@@ -70,7 +70,7 @@ def test_bench_smoke(tiny_model_dir, tmp_path, dtype):
     args.argv = ["bench"]
     report = run(args, log=lambda msg: None)
     rows = {v["name"]: v for v in report["variants"]}
-    assert set(rows) == {"ours", "reuse-off", "psm", "fp32", "baseline"}
+    assert set(rows) == {"ours", "natural", "reuse-off", "psm", "fp32", "baseline"}
     for name, row in rows.items():
         assert row["keystrokes"] == 8
         assert row["p50_ms"] > 0
