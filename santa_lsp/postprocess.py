@@ -27,7 +27,8 @@ MIN_CHARS = 2
 MAX_REPEAT_BLOCK = 4
 # A copy of the line above shorter than this may be deliberate (`}`, `pass`, `print()`).
 MIN_COPIED_LINE = 8
-# A line ending in the same short unit repeated this often has degenerated (`a, a, a, a, a, a`).
+# A line ending in the same short unit repeated this often has degenerated (`a, a, a, a, a, a`,
+# `* * * * * *`); a single repeated punctuation character is a ruler (`# -----`) and stays.
 _LINE_REPETITION = re.compile(r"(.{1,20}?)\1{4,}$")
 _OPENERS = {")": "(", "]": "[", "}": "{"}
 # A line of only these closes the block above it (`}`, `});`, `)`).
@@ -167,7 +168,7 @@ def _repetition_start(lines: list[str], ctx: Context) -> int:
     for i, line in enumerate(lines):
         # The repeated run ends the line, so its tail decides: a 1 MB line must not cost seconds.
         m = _LINE_REPETITION.search(line.strip()[-200:])
-        if m and any(c.isalnum() for c in m.group(1)):
+        if m and (any(c.isalnum() for c in m.group(1)) or len(set(m.group(1))) > 1):  # `====` is a ruler
             return i
     for i in range(len(lines)):
         for k in range(1, MAX_REPEAT_BLOCK + 1):

@@ -122,6 +122,8 @@ def test_repeated_lines_and_blocks_are_cut():
     raw = "a = read()\n    b = parse(a)\n    a = read()\n    b = parse(a)\n"
     assert accept(marked, raw)[0] == "a = read()\n    b = parse(a)"
     assert accept("x = [|]", "a, a, a, a, a, a, a, a")[0] == ""
+    assert accept("def f():\n    |", "* * * * * * * * * *\n")[0] == ""
+    assert accept("|", "# ----------------\n")[0] == "# ----------------"  # a ruler is fine
 
 
 def test_copy_of_the_line_above_is_dropped():
