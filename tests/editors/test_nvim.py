@@ -413,6 +413,9 @@ def real_opts(**extra) -> dict:
     }
 
 
+FIBONACCI_KEYS = ["def fibonacci(n):<CR>", "if n < 2:<CR>", "return n<CR>", "return fibonacci("]
+
+
 def strip_hint(lines: list[str]) -> list[str]:
     """Ghost-text lines without the " (1/3)" counter shown when there are several items."""
     return lines[:-1] + [re.sub(r" \(\d+/\d+\)$", "", lines[-1])]
@@ -425,11 +428,21 @@ def test_real_server_suggestion_is_accepted(nvim_factory, renderer):
     vim.edit("fib.py")
     vim.wait_attached()
     vim.wait_ready(180)  # the model loads in the background; until then answers are empty
-    vim.feed("idef fibonacci(n):<CR>")
-    ghost = vim.wait_stable_ghost(60, lambda g: "".join(g["lines"]).strip())
+    # Type a function the way a user would; the first suggestion that shows up is taken
+    # (a small model may have nothing to say at the first line break).
+    vim.feed("i")
+    ghost = None
+    for keys in FIBONACCI_KEYS:
+        vim.feed(keys)
+        try:
+            ghost = vim.wait_stable_ghost(20, lambda g: "".join(g["lines"]).strip())
+            break
+        except AssertionError:
+            continue
+    assert ghost, f"no suggestion while typing {''.join(FIBONACCI_KEYS)!r}: {vim.buffer()!r}"
     row, col = vim.nvim.api.win_get_cursor(0)
     before = vim.buffer()
-    assert before[0] == "def fibonacci(n):" and row == 2
+    assert before[0] == "def fibonacci(n):"
     shown = strip_hint(ghost["lines"])
     expected = before[: row - 1] + [before[row - 1][:col] + shown[0]] + shown[1:]
     vim.feed("<Tab>")
