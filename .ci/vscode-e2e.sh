@@ -30,8 +30,10 @@ START=$(date +%s)
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/santa-vscode-e2e.XXXXXX")
 SERVER_PGID=""
+DRIVER_PGID=""
 cleanup() {
   local status=$?
+  [ -z "$DRIVER_PGID" ] || kill -KILL -- "-$DRIVER_PGID" 2>/dev/null || true
   if [ -n "$SERVER_PGID" ]; then
     kill -TERM -- "-$SERVER_PGID" 2>/dev/null || true
     sleep 1
@@ -196,13 +198,17 @@ healthy || fail "code-server did not answer /healthz"
 log "running the browser test (limit ${TEST_TIMEOUT}s)"
 mkdir -p "$(dirname "$SCREENSHOT")"
 status=0
+# Its own process group too, so a timeout takes Chromium down with it.
 SANTA_E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
 SANTA_E2E_WORKSPACE="$WORK/ws" \
 SANTA_E2E_ARTIFACTS="$ARTIFACTS" \
 SANTA_E2E_CHROMIUM="$CHROMIUM" \
 SANTA_E2E_SCREENSHOT="$SCREENSHOT" \
 SANTA_E2E_DEADLINE_MS=$(((TEST_TIMEOUT - 10) * 1000)) \
-  timeout -k 10 "$TEST_TIMEOUT" "$NODE24" "$EXT/test/e2e/inline.e2e.mjs" || status=$?
+  setsid timeout -k 10 "$TEST_TIMEOUT" "$NODE24" "$EXT/test/e2e/inline.e2e.mjs" &
+DRIVER_PGID=$!
+wait "$DRIVER_PGID" || status=$?
+DRIVER_PGID=""
 log "total $(($(date +%s) - START))s"
 # The driver prints its own "N passed, M failed"; only a killed driver leaves it to us.
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then

@@ -1,7 +1,8 @@
 // Browser half of .ci/vscode-e2e.sh: in code-server, open a Python file, type, wait for our
 // ghost text, accept it with Tab, save, and check the file on disk; then check Escape,
-// re-trigger and accept-word on our items. Prints "N passed, M failed"; exits non-zero on failure.
-import { readFileSync } from "node:fs";
+// re-trigger and accept-word on our items, the status bar, live settings and the error for a
+// missing interpreter. Prints "N passed, M failed"; exits non-zero on failure.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -184,9 +185,49 @@ async function escapeRetriggerAcceptWord(page) {
   log(`accepted one word: ${JSON.stringify(added)}`);
 }
 
+/** Write the workspace's .vscode/settings.json, as a user editing it would. */
+function writeWorkspaceSettings(settings) {
+  mkdirSync(join(workspace, ".vscode"), { recursive: true });
+  writeFileSync(join(workspace, ".vscode", "settings.json"), JSON.stringify(settings, null, 2));
+}
+
+async function statusBarText(page, what, pattern) {
+  const item = page.locator(".statusbar-item", { hasText: "Santa:" }).first();
+  return waitFor(what, async () => {
+    const text = normalize((await item.innerText({ timeout: 1_000 }).catch(() => "")) ?? "").trim();
+    return pattern.test(text) ? text : undefined;
+  }, 30_000);
+}
+
+async function statusSettingsAndErrors(page) {
+  await page.locator(".statusbar-item", { hasText: "Santa:" }).first().click();
+  const toast = page.locator(".notification-toast", { hasText: "Model: bundled" }).first();
+  await toast.waitFor({ timeout: remaining(15_000) }).catch(() => {
+    throw new Error("clicking the status bar item showed no status with the model");
+  });
+  log(`status: ${normalize(await toast.innerText()).replace(/\s*\n\s*/g, " | ")}`);
+
+  await runCommand(page, "Santa: Disable Inline Completions");
+  log(`disabled: ${await statusBarText(page, "the status bar to say off", /Santa: off/)}`);
+  await runCommand(page, "Santa: Enable Inline Completions");
+  await statusBarText(page, "the status bar to say ready again", /Santa: \S.* · /);
+
+  // A new interpreter restarts the server; a missing one must say what to do.
+  writeWorkspaceSettings({ "santa.pythonPath": "/nonexistent/bin/python3", "santa.serverCommand": [] });
+  log(`missing interpreter: ${await statusBarText(page, "the status bar to show the error", /Santa: error/)}`);
+  const error = page.locator(".notification-toast", { hasText: "was not found" }).first();
+  await error.waitFor({ timeout: remaining(15_000) }).catch(() => {
+    throw new Error("no error message about the missing server command");
+  });
+  const message = normalize(await error.innerText());
+  if (!/santa\.pythonPath/.test(message)) throw new Error(`the error does not say how to fix it: ${message}`);
+  log(`error message: ${message.replace(/\s*\n\s*/g, " | ")}`);
+}
+
 const tests = [
   ["ghost text from santa-lsp is shown, Tab accepts it, Ctrl+S saves it", tabAcceptsAndSaves],
   ["Escape dismisses, Trigger Inline Suggestion brings it back, Ctrl+Right accepts one word", escapeRetriggerAcceptWord],
+  ["status bar click shows the status, settings apply live, a missing interpreter gives a clear error", statusSettingsAndErrors],
 ];
 
 let passed = 0;
