@@ -51,6 +51,28 @@ async def test_burst_newest_wins(slow_client):
     assert after["cancelled"] - before["cancelled"] == 4
 
 
+async def test_typing(slow_client):
+    """An edit and a request per keystroke: each edit cancels the request before it."""
+    uri = URI.replace("example", "keystrokes")
+    open_doc(slow_client, TEXT, uri)
+    before = (await command(slow_client, "santa.status"))["stats"]
+    line, column, pending = 3, len(LINE.format(3)), []
+    for version, char in enumerate("[[[[", start=2):
+        slow_client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(types.Position(line, column), types.Position(line, column)), text=char)]))
+        column += 1
+        pending.append(asyncio.ensure_future(slow_client.text_document_inline_completion_async(
+            inline_params(line, column, uri))))
+        await asyncio.sleep(0.1)
+    results = await asyncio.gather(*pending)
+    assert [bool(r.items) for r in results] == [False] * 3 + [True]
+    assert results[-1].items[0].range.start == types.Position(line, column)
+    after = (await command(slow_client, "santa.status"))["stats"]
+    assert after["cancelled"] - before["cancelled"] == 3 and after["completed"] - before["completed"] == 1
+
+
 async def test_events_processed_during_generation(slow_client):
     uri = URI.replace("example", "typing")
     open_doc(slow_client, TEXT, uri)
