@@ -222,7 +222,10 @@ class RawClient:
                 body = out.read(length)
                 if len(body) < length:
                     return
-                self._dispatch(json.loads(body))
+                try:
+                    self._dispatch(json.loads(body))
+                except (ValueError, TypeError, AttributeError) as err:  # a malformed message must not stop the reader
+                    self.notifications.append({"method": "<unreadable>", "params": {"error": repr(err)}})
         finally:
             with self._cv:
                 self.closed = True
@@ -234,8 +237,11 @@ class RawClient:
         elif "method" in msg:
             self.notifications.append(msg)
         else:
+            key = msg.get("id")
+            if isinstance(key, (list, dict)):  # an answer to a fuzzed, unhashable id
+                key = json.dumps(key)
             with self._cv:
-                self.responses[msg.get("id")] = (time.monotonic(), msg)
+                self.responses[key] = (time.monotonic(), msg)
                 self._cv.notify_all()
 
 
@@ -305,14 +311,16 @@ class StormConfig:
     answer_timeout: float = 60.0
     stderr_path: Path | None = None
     extra_options: dict[str, Any] = field(default_factory=dict)
+    command: list[str] | None = None  # how to start the server (default: server_command())
+    env: dict[str, str] | None = None  # its environment (default: server_env())
 
 
 def run_storm(cfg: StormConfig) -> dict[str, Any]:
     """Run one storm and return the report (see the module docstring for what is checked)."""
     rng = random.Random(cfg.seed)
     options = {"model": cfg.model, "maxNewTokens": cfg.max_new_tokens, **cfg.extra_options}
-    client = RawClient(stderr_path=cfg.stderr_path)
-    report: dict[str, Any] = {"config": {k: v for k, v in vars(cfg).items() if k not in ("stderr_path",)}}
+    client = RawClient(cfg.command, cfg.env, stderr_path=cfg.stderr_path)
+    report: dict[str, Any] = {"config": {k: v for k, v in vars(cfg).items() if k not in ("stderr_path", "command", "env")}}
     report["config"]["extra_options"] = cfg.extra_options
     failures: list[str] = []
     rss: list[tuple[int, float]] = []  # (pairs sent, MiB)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import textwrap
 from pathlib import Path
 
 from santa_lsp.storm import RawClient
@@ -37,3 +39,40 @@ def start_server(model_dir: Path | str, log: Path, **options) -> RawClient:
     client.initialize({"model": str(model_dir), "maxNewTokens": 8, **options})
     client.wait_ready(timeout=90)
     return client
+
+
+# Python code that installs an audit hook recording (to $SANTA_AUDIT_LOG) and blocking every
+# socket use that is not AF_UNIX or loopback; santa-lsp then runs behind it.
+AUDIT_PRELUDE = textwrap.dedent("""
+    import os, socket, sys
+    LOG = open(os.environ["SANTA_AUDIT_LOG"], "a", buffering=1)
+    LOOPBACK = ("127.", "::1", "localhost")
+
+    def hook(event, args):
+        if not event.startswith(("socket.", "http.", "urllib.")):
+            return
+        if event == "socket.__new__":
+            family = args[1]
+            if family in (socket.AF_UNIX, -1):
+                return
+        elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
+            address = args[1]
+            if isinstance(address, (str, bytes)) or (isinstance(address, tuple) and str(address[0]).startswith(LOOPBACK)):
+                return
+        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+            if str(args[0]).startswith(LOOPBACK):
+                return
+        LOG.write(f"{event} {args!r}\\n")
+        raise PermissionError(f"network use blocked by the test: {event}")  # and nothing leaves
+
+    sys.addaudithook(hook)
+""")
+
+
+def audited_command(*args: str) -> list[str]:
+    """`santa-lsp ARGS...` under the audit hook (set SANTA_AUDIT_LOG in its environment)."""
+    return [sys.executable, "-c", AUDIT_PRELUDE + "from santa_lsp.cli import main\nsys.exit(main(sys.argv[1:]))\n", *args]
+
+
+def audit_log_lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []

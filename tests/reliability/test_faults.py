@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import record, start_server
+from reliability_helpers import record
 
 from santa_lsp.storm import RawClient, server_env
 
@@ -127,15 +127,13 @@ CHECKPOINT_FAULTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fault_server(tiny_model_dir, tmp_path_factory):
-    client = start_server(tiny_model_dir, tmp_path_factory.mktemp("fault-server") / "stderr.log")
-    yield client
-    try:
-        assert client.proc.poll() is None
-        assert client.shutdown() == 0
-    finally:
-        client.close()
+@pytest.fixture
+def fault_server(shared_server, tiny_model_dir):
+    """The shared server: after all its faults it must still serve the other tests."""
+    yield shared_server
+    if shared_server.proc.poll() is None:
+        configure(shared_server, str(tiny_model_dir))
+        shared_server.wait_ready(timeout=60)
 
 
 def test_broken_checkpoints(fault_server, tiny_model_dir, tmp_path):

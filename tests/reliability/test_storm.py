@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from reliability_helpers import STORM_PAIRS, record
+from reliability_helpers import STORM_PAIRS, audit_log_lines, audited_command, record
 
-from santa_lsp.storm import StormConfig, run_storm
+from santa_lsp.storm import StormConfig, run_storm, server_env
 
 
 def test_storm_holds(tiny_model_dir, tmp_path):
+    """The server runs under the socket audit hook (see test_security.py) and without
+    HF_HUB_OFFLINE: a local model serving a storm opens no socket at all (no telemetry)."""
+    audit = tmp_path / "audit.log"
+    env = server_env({"SANTA_AUDIT_LOG": str(audit)})
+    env.pop("HF_HUB_OFFLINE")
     report = run_storm(StormConfig(model=str(tiny_model_dir), pairs=STORM_PAIRS, rate=120, docs=20, cancel=0.1,
                                    max_new_tokens=8, answer_timeout=30, max_rss_growth_mb=64,
-                                   stderr_path=tmp_path / "server.log"))
+                                   stderr_path=tmp_path / "server.log", command=audited_command("serve", "--stdio"),
+                                   env=env))
     record("storm", {k: report.get(k) for k in ("pairs", "documents", "rate_pairs_per_s", "responses", "bursts",
                                                  "finals_with_suggestion", "final_latency_ms", "rss_mb", "server_stats")})
     assert report["failures"] == [], report
@@ -23,3 +29,4 @@ def test_storm_holds(tiny_model_dir, tmp_path):
     stats = report["server_stats"]
     assert stats["errors"] == 0
     assert stats["maxQueuedPerDocument"] <= 1 and stats["queued"] == 0
+    assert audit_log_lines(audit) == []
