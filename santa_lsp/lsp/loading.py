@@ -66,7 +66,8 @@ def load_in_background(
         try:
             from santa_lsp.engine import load_engine  # imports torch: seconds, so not on the event loop
 
-            loaded = load_engine(opts, allow_download=True, tqdm_class=progress_tqdm(on_progress), on_warning=on_warning)
+            loaded = load_engine(opts, allow_download=True, tqdm_class=progress_tqdm(on_progress),
+                                 on_warning=on_warning)
         except SantaError as err:
             on_done(None, err)
         except Exception as err:  # a corrupt file, out of memory...: reported, never fatal

@@ -134,7 +134,8 @@ class SantaLanguageServer(LanguageServer):
 
         def report(message: str, percentage: int | None) -> None:
             if progress_open:
-                self.work_done_progress.report(token, types.WorkDoneProgressReport(message=message, percentage=percentage))
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(message=message,
+                                                                                   percentage=percentage))
 
         load_in_background(
             opts,
@@ -145,6 +146,7 @@ class SantaLanguageServer(LanguageServer):
         if _client_supports_progress(self.client_capabilities):
             # Not wait_for: cancelling the request would break on the client's late answer.
             created = asyncio.ensure_future(self.work_done_progress.create_async(token))
+            created.add_done_callback(lambda t: t.cancelled() or t.exception())  # a late refusal is no error
             await asyncio.wait({created, done}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
             if created.done() and created.exception() is None and not done.done():
                 self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
@@ -256,9 +258,10 @@ def _client_has_inline_completion(caps: types.ClientCapabilities) -> bool:
 def on_initialize(ls: SantaLanguageServer, params: types.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
     ls.initialization_options = params.initialization_options
-    if not _client_has_inline_completion(params.capabilities) and types.TEXT_DOCUMENT_COMPLETION not in ls.protocol.fm.features:
-        # Clients without inline completion still get the suggestion, as a completion item;
-        # the others must not see it twice.
+    # Clients without inline completion still get the suggestion, as a completion item; the
+    # others must not see it twice.
+    fallback_registered = types.TEXT_DOCUMENT_COMPLETION in ls.protocol.fm.features
+    if not _client_has_inline_completion(params.capabilities) and not fallback_registered:
         ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(on_completion)
     process.watch_parent(params.process_id, lambda: _parent_gone(params.process_id))
 
@@ -272,7 +275,8 @@ def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> 
     ls.apply_settings(ls.initialization_options, initialization=True)
 
 
-async def on_inline_completion(ls: SantaLanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+async def on_inline_completion(ls: SantaLanguageServer,
+                               params: types.InlineCompletionParams) -> types.InlineCompletionList:
     context = params.context
     suggestion = await ls.suggest(params.text_document.uri, params.position, context.selected_completion_info,
                                   context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
@@ -307,8 +311,12 @@ def on_did_change_configuration(ls: SantaLanguageServer, params: types.DidChange
 
 
 async def _pull_settings(ls: SantaLanguageServer) -> None:
-    result = await ls.workspace_configuration_async(
-        types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
+    try:
+        result = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
+    except Exception as err:  # the client could not say: keep the settings we have
+        log.warning("workspace/configuration failed: %s", err)
+        return
     ls.apply_settings(result[0] if result else None)
 
 
