@@ -176,6 +176,9 @@ def sub(a, b):
 
 
 PY
+# An interpreter without santa_lsp, for the error-message check.
+"$PYTHON_PATH" -m venv --without-pip "$WORK/bare-venv" >/dev/null 2>&1 || log "no venv module; skipping the bare-interpreter check"
+[ -x "$WORK/bare-venv/bin/python" ] && export SANTA_E2E_BARE_PYTHON="$WORK/bare-venv/bin/python"
 ARTIFACTS="$CACHE/last-run"
 rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
 

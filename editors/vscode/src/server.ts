@@ -1,5 +1,6 @@
 // Server process and LanguageClient: start, restart, stop, settings, status and progress.
 import { ChildProcess, spawn } from "child_process";
+import * as os from "os";
 import * as readline from "readline";
 import * as vscode from "vscode";
 import {
@@ -11,6 +12,7 @@ import {
   LanguageClient,
   LanguageClientOptions,
   LogMessageNotification,
+  ServerOptions,
   State,
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
@@ -31,6 +33,7 @@ export class SantaServer implements vscode.Disposable {
   private stderrTail: string[] = [];
   private crashes: number[] = [];
   private clientDisposables: vscode.Disposable[] = [];
+  private process: ChildProcess | undefined;
   // A server that never initialized is not restarted: it would fail the same way again.
   private initialized = false;
 
@@ -47,11 +50,12 @@ export class SantaServer implements vscode.Disposable {
     await this.stop();
     this.settings = settings;
     this.stderrTail = [];
+    this.process = undefined;
     this.initialized = false;
     this.statusBar.update({ state: "starting" });
     this.log.info(`Starting ${formatCommand(settings.server)}`);
 
-    const client = new LanguageClient("santa", "Santa LSP", () => this.spawn(settings.server), this.clientOptions(settings));
+    const client = new SantaLanguageClient(() => this.spawn(settings.server), this.clientOptions(settings));
     this.client = client;
     this.clientDisposables.push(
       client.onNotification(STATUS_NOTIFICATION, (params: unknown) => this.statusBar.update(parseStatus(params))),
@@ -67,11 +71,16 @@ export class SantaServer implements vscode.Disposable {
       await client.start();
     } catch (error) {
       if (this.client !== client) return; // superseded by a newer start
+      await this.processClosed(1000); // its last stderr lines usually say why
       const message = startFailureMessage(settings.server, error, this.stderrTail.join("\n"));
       this.log.error(message);
       this.statusBar.update({ state: "error", message });
       void this.showError(message);
-      await this.stop();
+      this.forgetClient();
+      return;
+    }
+    if (this.client !== client) {
+      await client.stop(2000).catch(() => undefined); // a newer start() took over meanwhile
       return;
     }
     this.initialized = true;
@@ -87,17 +96,23 @@ export class SantaServer implements vscode.Disposable {
   }
 
   async stop(): Promise<void> {
-    const client = this.client;
-    this.client = undefined;
-    this.clientDisposables.forEach((disposable) => disposable.dispose());
-    this.clientDisposables = [];
-    if (client && client.state !== State.Stopped) {
+    const client = this.forgetClient();
+    // A client still starting is stopped by its own start() once it is up.
+    if (client?.state === State.Running) {
       try {
         await client.stop(2000);
       } catch (error) {
         this.log.warn(`Stopping the server: ${String(error)}`);
       }
     }
+  }
+
+  private forgetClient(): LanguageClient | undefined {
+    const client = this.client;
+    this.client = undefined;
+    this.clientDisposables.forEach((disposable) => disposable.dispose());
+    this.clientDisposables = [];
+    return client;
   }
 
   /** Send changed options; the server applies them live (a model change reloads the model). */
@@ -176,11 +191,27 @@ export class SantaServer implements vscode.Disposable {
     };
   }
 
+  /** Resolves when the server process has exited and its output is read, or after `ms`. */
+  private processClosed(ms: number): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      child.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   private async spawn(server: ServerCommand): Promise<ChildProcess> {
     const child = spawn(server.command, server.args, {
+      // Not the extension host's own directory: `python -m` would import from there.
+      cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir(),
       env: { ...process.env, PYTHONUNBUFFERED: "1" },
       stdio: ["pipe", "pipe", "pipe"],
     });
+    this.process = child;
     // Resolve only once the OS has started it, so a missing command rejects start() with ENOENT.
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", () => resolve());
@@ -226,4 +257,17 @@ function documentSelector(languages: readonly string[]): DocumentSelector {
   const schemes = ["file", "untitled"];
   if (languages.includes("*")) return schemes.map((scheme) => ({ scheme }));
   return languages.flatMap((language) => schemes.map((scheme) => ({ scheme, language })));
+}
+
+/** A LanguageClient that leaves start-up failures to us: one message, with the fix. */
+class SantaLanguageClient extends LanguageClient {
+  constructor(serverOptions: ServerOptions, clientOptions: LanguageClientOptions) {
+    super("santa", "Santa LSP", serverOptions, clientOptions);
+  }
+
+  override error(message: string, data?: unknown, showNotification: boolean | "force" = true): void {
+    // Failures before the client runs ("couldn't create connection") are reported by
+    // SantaServer.start() with what to do; the generic pop-up would only repeat them.
+    super.error(message, data, this.state === State.Running ? showNotification : false);
+  }
 }

@@ -127,8 +127,12 @@ export function startFailureMessage(server: ServerCommand, error: unknown, stder
   if (code === "ENOENT") {
     return `Santa: cannot start the server: '${server.command}' was not found. ${install}`;
   }
-  if (/No module named '?santa_lsp/.test(stderr)) {
+  const missing = /No module named '?([\w.]+)/.exec(stderr)?.[1];
+  if (missing === "santa_lsp") {
     return `Santa: '${server.command}' has no santa_lsp module. ${install}`;
+  }
+  if (missing) {
+    return `Santa: '${server.command}' cannot run the server: No module named '${missing}'. ${install}`;
   }
   const detail = error instanceof Error ? error.message : String(error ?? "it exited");
   return (

@@ -90,6 +90,8 @@ test("start failures tell the user what to do", () => {
   assert.match(missing, /pip install santa-lsp/);
   const noModule = startFailureMessage(server, new Error("closed"), "/usr/bin/python3: No module named santa_lsp");
   assert.match(noModule, /has no santa_lsp module/);
+  const noDependency = startFailureMessage(server, new Error("closed"), "ModuleNotFoundError: No module named 'lsprotocol'");
+  assert.match(noDependency, /No module named 'lsprotocol'.*pip install santa-lsp/);
   assert.match(startFailureMessage(server, new Error("boom")), /boom.*Show Logs/);
 });
 
