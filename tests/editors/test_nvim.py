@@ -319,6 +319,15 @@ def test_fallback_typing_through_and_cycle_and_dismiss(nvim_factory):
     vim.feed("<C-]>")
     wait_for(lambda: vim.ghost() is None, 5, "dismissed")
     assert vim.buffer() == ["x = comput"]
+    vim.feed("e")
+    vim.wait_ghost(10, lambda g: g["lines"][0] == "d(a, b)")
+    vim.feed("d")  # typed through
+    vim.wait_ghost(5, lambda g: g["lines"][0] == "(a, b)")
+    vim.feed("<Left>")  # back into the typed text: that suggestion no longer fits there
+    wait_for(lambda: vim.ghost() is None, 5, "cleared on cursor move", vim.ghost)
+    time.sleep(0.5)  # and the server has nothing to say mid-word
+    assert vim.ghost() is None
+    assert vim.buffer() == ["x = computed"]
     vim.feed("<Esc>")
     assert requests >= 0
 
@@ -484,6 +493,8 @@ def fake_server() -> None:
             before = line.encode()[: params.position.character].decode()
         word = before.split(" ")[-1]
         full = "computed(a, b)\nprint(a)"
+        if line.rstrip("\n")[len(before):]:
+            return t.InlineCompletionList(items=[])  # nothing to say in the middle of a line
         if not word or not full.startswith(word):
             return t.InlineCompletionList(items=[])
         start = t.Position(params.position.line, params.position.character - len(word))

@@ -25,6 +25,7 @@ local INVOKED, AUTOMATIC = 1, 2 -- lsp.InlineCompletionTriggerKind
 ---@field seq integer id of the newest request; answers to older ones are dropped
 ---@field pending? { client: vim.lsp.Client, id: integer }
 ---@field anchor? { [1]: integer, [2]: integer } 0-based row, byte col where items start
+---@field after? string the line's text right of the anchor, which typing keeps right of the cursor
 ---@field items? santa_lsp.GhostItem[]
 ---@field index integer
 
@@ -101,6 +102,10 @@ local function remainder(bufnr, s)
   if row < arow or (row == arow and col < acol) then
     return nil
   end
+  local line = api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+  if line:sub(col + 1) ~= s.after then
+    return nil -- the cursor moved within the text, or the text after it changed
+  end
   local ok, typed = pcall(api.nvim_buf_get_text, bufnr, arow, acol, row, col, {})
   if not ok then
     return nil
@@ -170,6 +175,7 @@ local function request(bufnr, key, kind)
   cancel(s)
   local seq = s.seq
   local row, col = cursor()
+  local after = (api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''):sub(col + 1)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   params.context = { triggerKind = kind or AUTOMATIC }
   local encoding = client.offset_encoding
@@ -186,7 +192,7 @@ local function request(bufnr, key, kind)
     if #items == 0 then
       return
     end
-    s.items, s.index, s.anchor = items, 1, { row, col }
+    s.items, s.index, s.anchor, s.after = items, 1, { row, col }, after
     render(bufnr, s, items[1].text)
   end, bufnr)
   if ok and id then
