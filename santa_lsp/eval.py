@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import logging
 import os
 import resource
 import signal
@@ -39,7 +40,11 @@ from santa_lsp.config import Options
 from santa_lsp.errors import SantaError
 from santa_lsp.service import CompletionService
 
+log = logging.getLogger(__name__)
+
 FIELDS = ("task_id", "prompt", "suffix", "canonical_solution", "test", "entry_point")
+# Progress is logged every this many problems.
+PROGRESS_EVERY = 50
 # Limits for running a problem's tests.
 DEFAULT_TIMEOUT_S = 10.0
 MEMORY_LIMIT_BYTES = 1 << 30
@@ -178,7 +183,11 @@ def evaluate(
     report = Report({"model": service.engine.name, "fim_order": options.fim_order, "postprocess": postprocessing,
                      "token_healing": options.token_healing, "mode": mode,
                      "max_new_tokens": options.max_new_tokens})
-    for problem in problems:
+    problems = list(problems)
+    for n, problem in enumerate(problems, 1):
+        if n % PROGRESS_EVERY == 0:
+            log.info("eval %s post-processing %s: %d/%d", options.fim_order, "on" if postprocessing else "off", n,
+                     len(problems))
         shape = ("single-line" if problem.single_line else "multi-line") if mode == "task" else mode
         opts = dataclasses.replace(options, mode=shape)
         text, cursor = problem.prompt + problem.suffix, len(problem.prompt)
