@@ -69,26 +69,37 @@ def default_files() -> list[Path]:
 
 
 def typing_session(path: Path, source: str, chars: int, rng: random.Random, typo_rate: float) -> list[Keystroke]:
-    """Remove the lines holding `chars` characters from a line start a quarter to half into the file,
-    then type them back one by one; a typo (a wrong letter, then backspace) precedes a character
-    at `typo_rate`."""
+    """Remove the lines holding about `chars` characters from a line a quarter to half into the
+    file, then type them back as in an editor that auto-indents: one keystroke per character, a
+    newline brings the next line's indentation with it, and a typo (a wrong letter, then
+    backspace) precedes a character at `typo_rate`."""
     line_starts = [0] + [i + 1 for i, c in enumerate(source) if c == "\n" and i + 1 < len(source)]
-    candidates = [s for s in line_starts if len(source) // 4 <= s <= len(source) // 2] or line_starts
+    candidates = [s for s in line_starts if len(source) // 4 <= s <= len(source) // 2
+                  and source[s:source.find("\n", s)].strip()] or line_starts
     start = rng.choice(candidates)
+    start += len(source[start:]) - len(source[start:].lstrip(" \t"))  # the line's indentation stays
     # End the region at a line end, so the cursor is never just before a word (no suggestion there).
     end = source.find("\n", start + chars)
-    region = source[start : end if end >= 0 else len(source)]
-    before, after = source[:start], source[start + len(region):]
+    end = end if end >= 0 else len(source)
+    before, after = source[:start], source[end:]
     doc = str(path)
     keys: list[Keystroke] = []
     typed = ""
-    for ch in region:
-        if typo_rate > 0 and rng.random() < typo_rate and ch.isalnum():
+    i = start
+    while i < end:
+        chunk = source[i]
+        if chunk == "\n":  # Enter: the editor adds the next line's indentation
+            j = i + 1
+            while j < end and source[j] in " \t":
+                j += 1
+            chunk = source[i:j]
+        elif typo_rate > 0 and chunk.isalnum() and rng.random() < typo_rate:
             wrong = rng.choice("abcdefghijklmnopqrstuvwxyz")
             keys.append(Keystroke(doc, before + typed + wrong + after, len(before) + len(typed) + 1, wrong))
             keys.append(Keystroke(doc, before + typed + after, len(before) + len(typed), "\b"))
-        typed += ch
-        keys.append(Keystroke(doc, before + typed + after, len(before) + len(typed), ch))
+        typed += chunk
+        i += len(chunk)
+        keys.append(Keystroke(doc, before + typed + after, len(before) + len(typed), chunk[0]))
     return keys
 
 
