@@ -45,6 +45,9 @@ class Options:
     # Token healing: back the prompt up over the partial word at the cursor and have the
     # model re-generate it under a constraint (`pri|` continues like `print`).
     token_healing: bool = True
+    # After a suggestion, compute the next one (for when it is accepted) in the background,
+    # cancelled by any real request. Costs a second inference per suggestion.
+    prefetch: bool = False
     temperature: float = 0.0
     top_p: float = 1.0
     # Server-side wait before starting inference; newer keystrokes cancel older ones anyway.
@@ -115,6 +118,7 @@ def _check(name: str, value: Any) -> str | None:
         "context_budget": lambda: number(0, 1 << 20, True),
         "suffix_share": lambda: number(0.0, 0.9, False),
         "token_healing": lambda: None if isinstance(value, bool) else f"expected true/false, got {value!r}",
+        "prefetch": lambda: None if isinstance(value, bool) else f"expected true/false, got {value!r}",
         "temperature": lambda: number(0.0, 5.0, False),
         "top_p": lambda: number(0.01, 1.0, False),
         "debounce_ms": lambda: number(0, 10_000, True),

@@ -47,12 +47,15 @@ class CompletionService:
         self.prompts = PromptBuilder(engine.tokenizer)
         self.typeahead = TypeaheadCache()
         self._lock = threading.Lock()  # guards the prompt windows and the typing-ahead cache
-        self._counts = {"requests": 0, "model_runs": 0, "suggestions": 0}
+        self._counts = {"requests": 0, "model_runs": 0, "suggestions": 0, "prefetches": 0}
+        self._prefetch_cancel = threading.Event()  # set by every real request
+        self._prefetch_thread: threading.Thread | None = None
 
     @property
     def stats(self) -> dict[str, float]:
         """Counters since start: requests, model_runs, suggestions (non-empty answers),
-        typeahead_hits, typeahead_misses, typeahead_hit_rate (hits / lookups, 0..1)."""
+        prefetches (completed), typeahead_hits, typeahead_misses, typeahead_hit_rate
+        (hits / lookups, 0..1)."""
         with self._lock:
             return {**self._counts, "typeahead_hits": self.typeahead.hits,
                     "typeahead_misses": self.typeahead.misses, "typeahead_hit_rate": self.typeahead.hit_rate}
@@ -82,6 +85,7 @@ class CompletionService:
         opts = options or self.options
         if not 0 <= cursor <= len(text):
             raise InvalidPosition(f"cursor offset {cursor} is outside the document (length {len(text)})")
+        self._prefetch_cancel.set()  # a real request: a background prefetch yields at its next step
         t0 = time.perf_counter()
         ctx = ctxmod.analyze(text, cursor, opts.mode)
         if ctx is None or not opts.enable:
@@ -95,6 +99,23 @@ class CompletionService:
                 self._counts["suggestions"] += 1
                 return Completion(hit.text, cursor, cursor + hit.replace_len, hit.mode, source="typeahead",
                                   timings_ms={"total": (time.perf_counter() - t0) * 1e3})
+        completion = self._run_model(text, cursor, ctx, doc, cancelled, opts, postprocessing, reuse, t0)
+        if completion is None:
+            return None
+        with self._lock:
+            self._counts["model_runs"] += 1
+            self._counts["suggestions"] += bool(completion.text)
+            if typeahead:
+                self.typeahead.store(doc, text, cursor, key, completion.text, completion.replace_end - cursor,
+                                     completion.mode)
+        if typeahead and opts.prefetch and completion.text:
+            self._prefetch(text, cursor, completion, doc, opts, key)
+        return completion
+
+    def _run_model(self, text: str, cursor: int, ctx: ctxmod.Context, doc: str, cancelled: Callable[[], bool],
+                   opts: Options, postprocessing: bool, reuse: bool, t0: float) -> Completion | None:
+        """Prompt -> engine -> post-processing; None when cancelled."""
+        with self._lock:
             budget = opts.effective_budget(self.engine.n_positions)
             prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc,
                                         heal=opts.token_healing)
@@ -128,10 +149,33 @@ class CompletionService:
                   {k: round(v, 1) for k, v in timings.items()})
         if result.stop_reason == "cancelled":
             return None
-        with self._lock:
-            self._counts["model_runs"] += 1
-            self._counts["suggestions"] += bool(suggestion.text)
-            if typeahead:
-                self.typeahead.store(doc, text, cursor, key, suggestion.text, suggestion.replace_len, ctx.mode)
         return Completion(suggestion.text, cursor, cursor + suggestion.replace_len, ctx.mode, raw, result, timings,
                           healed=healed)
+
+    def _prefetch(self, text: str, cursor: int, shown: Completion, doc: str, opts: Options, key: tuple) -> None:
+        """In the background, compute the suggestion for the document with `shown` accepted and
+        keep it in the typing-ahead cache, so that accepting is answered at once. Any real
+        request cancels it (at its next decode step)."""
+        accepted = text[:cursor] + shown.text + text[shown.replace_end:]
+        at = cursor + len(shown.text)
+        ctx = ctxmod.analyze(accepted, at, opts.mode)
+        if ctx is None:
+            return
+        cancel = threading.Event()
+        self._prefetch_cancel = cancel
+
+        def work() -> None:
+            try:
+                result = self._run_model(accepted, at, ctx, doc, cancel.is_set, opts, True, True,
+                                         time.perf_counter())
+            except Exception:  # a background nicety must never take anything down
+                log.exception("prefetch failed")
+                return
+            if result is None or cancel.is_set():
+                return
+            with self._lock:
+                self._counts["prefetches"] += 1
+                self.typeahead.store(doc, accepted, at, key, result.text, result.replace_end - at, result.mode)
+
+        self._prefetch_thread = threading.Thread(target=work, name="santa-prefetch", daemon=True)
+        self._prefetch_thread.start()

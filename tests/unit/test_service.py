@@ -3,6 +3,9 @@ typing-ahead cache and its statistics."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import pytest
 
 from santa_lsp.config import Options
@@ -100,3 +103,40 @@ def test_no_suggestion_inside_a_word(scripted):
     service = scripted(lambda prompt: "never")
     assert service.complete("print(x)", 3) is None
     assert service.engine.calls == 0
+
+
+def test_prefetch_answers_the_accepted_state_at_once(scripted):
+    text = "def area(w, h):\n    \n"
+    cursor = len(text) - 1
+    replies = iter(["return w * h\n", "  # the area\n"])
+    service = scripted(lambda prompt: next(replies), prefetch=True)
+    shown = service.complete(text, cursor, doc="a.py")
+    service._prefetch_thread.join(10)
+    assert service.stats["prefetches"] == 1
+    accepted = accept(text, shown)
+    nxt = service.complete(accepted, cursor + len(shown.text), doc="a.py")
+    assert (nxt.source, nxt.text) == ("typeahead", "  # the area") and service.engine.calls == 2
+
+
+def test_a_real_request_cancels_the_prefetch(scripted, monkeypatch):
+    service = scripted(lambda prompt: "return w * h\n", prefetch=True)
+    engine, real_generate = service.engine, service.engine.generate
+    started = threading.Event()
+
+    def generate(prompt, params, key="", cancelled=lambda: False, reuse=True):
+        if threading.current_thread().name == "santa-prefetch":
+            started.set()
+            while not cancelled():  # a long decode, checking for cancellation at each step
+                threading.Event().wait(0.001)
+            return dataclasses.replace(real_generate(prompt, params, key, cancelled, reuse), stop_reason="cancelled")
+        return real_generate(prompt, params, key, cancelled, reuse)
+
+    monkeypatch.setattr(engine, "generate", generate)
+    text = "def area(w, h):\n    \n"
+    service.complete(text, len(text) - 1, doc="a.py")
+    prefetching = service._prefetch_thread
+    assert started.wait(10)
+    other = "x = \n"
+    assert service.complete(other, 4, doc="b.py", options=Options(prefetch=False)).text == "return w * h"
+    prefetching.join(10)
+    assert not prefetching.is_alive() and service.stats["prefetches"] == 0
