@@ -432,6 +432,7 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
             "final_latency_ms": _summary(final_lat),
             "server_stats": stats,
             "rss_mb": _rss_summary(rss, warm_at),
+            "rss_samples_mb": [(n, round(mb, 1)) for n, mb in rss],  # (pairs sent, MiB)
         })
         if kinds["unanswered"]:
             failures.append(f"{kinds['unanswered']} requests never answered")
