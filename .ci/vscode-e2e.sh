@@ -100,9 +100,15 @@ CS_ENTRY="$CS_HOME/lib/node_modules/code-server/out/node/entry.js"
 # --- the language server ----------------------------------------------------------------------
 PYTHON_PATH=$(command -v "$PYTHON" || true)
 [ -n "$PYTHON_PATH" ] || fail "no Python interpreter '$PYTHON'"
-if ! "$PYTHON_PATH" -c "import santa_lsp" 2>/dev/null; then
-  log "pip install -e $ROOT"
-  "$PYTHON_PATH" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT"
+# From a neutral directory: `python -c` would otherwise import the checkout it runs in.
+importable() { (cd / && "$PYTHON_PATH" -c "import santa_lsp, lsprotocol, pygls, torch" 2>/dev/null); }
+if ! importable; then
+  # Dependencies installed but not the package (a developer checkout): use it in place.
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+  if ! importable; then
+    log "pip install -e $ROOT"
+    "$PYTHON_PATH" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT"
+  fi
 fi
 
 # --- build, unit-test and package the extension ---------------------------------------------

@@ -23,7 +23,8 @@ import { StatusBar } from "./statusBar";
 
 const STATUS_NOTIFICATION = "santa/status";
 const STDERR_TAIL_LINES = 40;
-// The default handler restarts a crashing server forever; give up after a few quick crashes.
+// Like the library's default: restart a crashed server, but stop after a few quick crashes,
+// with a message of our own that says where to look.
 const MAX_CRASHES = 3;
 const CRASH_WINDOW_MS = 3 * 60 * 1000;
 
@@ -240,8 +241,13 @@ export class SantaServer implements vscode.Disposable {
         subscription.dispose();
         return;
       }
-      const title = value.kind === "begin" ? value.title : undefined;
-      this.statusBar.setProgress({ title, message: value.message, percentage: value.percentage });
+      // A report may leave out the message or the percentage: keep the last ones.
+      const last = this.statusBar.progress;
+      this.statusBar.setProgress({
+        title: value.kind === "begin" ? value.title : last?.title,
+        message: value.message ?? last?.message,
+        percentage: value.percentage ?? last?.percentage,
+      });
     });
     this.clientDisposables.push(subscription);
   }

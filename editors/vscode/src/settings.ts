@@ -19,6 +19,7 @@ export interface ServerOptions {
   contextBudget: number;
   suffixShare: number;
   tokenHealing: boolean;
+  prefetch: boolean;
   temperature: number;
   topP: number;
   debounceMs: number;
@@ -39,6 +40,7 @@ export const DEFAULT_OPTIONS: Readonly<ServerOptions> = Object.freeze({
   contextBudget: 0,
   suffixShare: 0.25,
   tokenHealing: true,
+  prefetch: false,
   temperature: 0,
   topP: 1,
   debounceMs: 0,

@@ -5,7 +5,7 @@ import { describeStatus, Progress, ServerStatus, StatusView } from "./status";
 export class StatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private status: ServerStatus = { state: "starting" };
-  private progress: Progress | undefined;
+  private currentProgress: Progress | undefined;
   private enabled = true;
 
   constructor(clickCommand: string) {
@@ -20,14 +20,18 @@ export class StatusBar implements vscode.Disposable {
     return this.status;
   }
 
+  get progress(): Progress | undefined {
+    return this.currentProgress;
+  }
+
   update(status: ServerStatus): void {
     this.status = status;
-    if (status.state !== "loading") this.progress = undefined;
+    if (status.state !== "loading") this.currentProgress = undefined;
     this.render();
   }
 
   setProgress(progress: Progress | undefined): void {
-    this.progress = progress;
+    this.currentProgress = progress;
     this.render();
   }
 
@@ -43,7 +47,7 @@ export class StatusBar implements vscode.Disposable {
   private render(): void {
     const active = this.status.state === "ready" || this.status.state === "busy";
     const shown = !this.enabled && active ? { ...this.status, state: "disabled" as const } : this.status;
-    const view: StatusView = describeStatus(shown, this.progress);
+    const view: StatusView = describeStatus(shown, this.currentProgress);
     this.item.text = view.text;
     this.item.tooltip = view.tooltip;
     this.item.backgroundColor =
