@@ -45,7 +45,7 @@ function M.check()
   local exe = vim.fn.exepath(cmd[1])
   if exe == '' then
     health.error('server command not found: ' .. cmd[1], {
-      'pip install santa-lsp (puts santa-lsp on $PATH)',
+      'pip install -e . in a clone of santa-lsp (puts santa-lsp on $PATH)',
       "or set cmd = { '/path/to/python3', '-m', 'santa_lsp', 'serve', '--stdio' } in setup()",
     })
   else
@@ -62,7 +62,7 @@ function M.check()
       health.ok(('python: %s imports santa_lsp %s'):format(python, vim.trim(res.stdout)))
     else
       health.error(python .. ' cannot import santa_lsp', {
-        'Install it into that interpreter: ' .. python .. ' -m pip install santa-lsp',
+        'Install it into that interpreter: ' .. python .. ' -m pip install -e /path/to/santa-lsp',
         ok and vim.trim(res.stderr or '') or tostring(res),
       })
     end
