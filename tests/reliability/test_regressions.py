@@ -102,3 +102,45 @@ def test_prompt_window_far_above_the_cursor_is_not_tokenized(tiny_tokenizer):
     prompt = builder.build(text, len(text), 200, doc="big")
     assert time.perf_counter() - t0 < 2.0
     assert prompt.prefix_start > len(text) - 200 * 12 and len(prompt.ids) <= 200
+
+
+def test_notifications_leave_no_futures_behind():
+    """pygls kept the future of every didOpen/didChange (generator and async notification
+    handlers) in `_request_futures` for ever: the storm's RSS grew about 2 kB per keystroke."""
+    import asyncio
+    import json
+
+    from santa_lsp.lsp.server import create_server
+
+    class Sink:
+        def write(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    async def run() -> int:
+        ls = create_server()
+        proto = ls.protocol
+        proto.set_writer(Sink())
+
+        def send(msg):
+            proto.handle_message(json.loads(json.dumps({"jsonrpc": "2.0", **msg}), object_hook=proto.structure_message))
+
+        send({"id": 1, "method": "initialize",
+              "params": {"processId": None, "capabilities": {}, "initializationOptions": {"enable": False}}})
+        await asyncio.sleep(0.1)
+        send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": "file:///a.py", "languageId": "python", "version": 1, "text": "x"}}})
+        at = {"line": 0, "character": 1}
+        for version in range(2, 102):
+            send({"method": "textDocument/didChange", "params": {
+                "textDocument": {"uri": "file:///a.py", "version": version},
+                "contentChanges": [{"range": {"start": at, "end": at}, "text": "y"}]}})
+        send({"method": "workspace/didChangeConfiguration", "params": {"settings": {"santa": {"enable": False}}}})
+        await asyncio.sleep(0.2)
+        assert ls.workspace.get_text_document("file:///a.py").source == "x" + "y" * 100
+        ls.scheduler.stop()
+        return len(proto._request_futures)
+
+    assert asyncio.run(run()) == 0
