@@ -154,6 +154,23 @@ def load_problems(path: Path, derive: str = "lines") -> list[Problem]:
     return problems
 
 
+def typed_into(problem: Problem, chars: int) -> Problem:
+    """The problem after the user typed the first `chars` characters of a single-line hole
+    (after its indentation): the cursor sits inside the line, often inside a word, which is
+    where token healing matters. Multi-line holes and shorter lines are left as they are."""
+    hole = problem.canonical_solution
+    if chars <= 0 or not problem.single_line:
+        return problem
+    line = hole.rstrip("\n")
+    start = len(line) - len(line.lstrip())
+    cut = start + chars
+    if cut >= len(line):
+        return problem
+    suffix = hole[len(line) :] + problem.suffix if hole.endswith("\n") else problem.suffix
+    return dataclasses.replace(problem, prompt=problem.prompt + line[:cut], canonical_solution=line[cut:],
+                               suffix=suffix)
+
+
 def single_line_holes(problem: Problem) -> list[Problem]:
     """One single-line infilling problem per non-blank line of a plain HumanEval solution."""
     lines = problem.canonical_solution.splitlines(keepends=True)

@@ -12,7 +12,7 @@ import pytest
 from santa_lsp.cli import main
 from santa_lsp.config import Options
 from santa_lsp.errors import SantaError
-from santa_lsp.eval import evaluate, load_problems, program_for, run_tests
+from santa_lsp.eval import evaluate, load_problems, program_for, run_tests, typed_into
 from santa_lsp.service import CompletionService
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval" / "python.jsonl"
@@ -40,6 +40,17 @@ def test_gzip_and_plain_humaneval_records(tmp_path):
                record["canonical_solution"] for h in holes)
     [body] = load_problems(path, derive="body")
     assert body.task_id == "HumanEval/0" and body.suffix == "" and not body.single_line
+
+
+def test_typed_into_puts_the_cursor_inside_the_line():
+    problems = load_problems(DATA)
+    p = next(p for p in problems if p.task_id == "santa/sum_list/L1")  # "        total += n\n"
+    q = typed_into(p, 3)
+    assert q.prompt.endswith("\n        tot") and q.canonical_solution == "al += n" and q.suffix.startswith("\n    return")
+    assert q.prompt + q.canonical_solution + q.suffix == p.prompt + p.canonical_solution + p.suffix
+    assert run_tests(program_for(q, q.prompt + q.canonical_solution + q.suffix))[0]
+    multi = next(p for p in problems if not p.single_line)
+    assert typed_into(multi, 3) == multi and typed_into(p, 100) == p and typed_into(p, 0) == p
 
 
 @pytest.mark.parametrize("content, message", [
@@ -102,6 +113,16 @@ def test_cli_eval_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert [(r["summary"]["fim_order"], r["summary"]["postprocess"]) for r in runs] == [
         ("spm", True), ("spm", False), ("psm", True), ("psm", False)]
     assert all(len(r["results"]) == 3 and r["summary"]["pass_at_1"] is not None for r in runs)
+
+
+def test_cli_eval_typed_and_single_run(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = main(["eval", "--data", str(DATA), "--model", str(tiny_model_dir), "--limit", "2", "--typed", "2",
+               "--max-new-tokens", "4", "--fim-order", "psm", "--no-heal", "--json", str(out)])
+    assert rc == 0
+    [run] = json.loads(out.read_text())
+    assert run["summary"]["fim_order"] == "psm" and run["summary"]["token_healing"] is False
+    assert run["summary"]["pass_at_1"] is None and run["summary"]["exact_match"] is not None
 
 
 def test_cli_eval_reports_bad_input(tmp_path, capsys):
