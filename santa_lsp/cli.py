@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="holes for records without a suffix (plain HumanEval): one per solution line, "
                                "or the whole body")
     evaluate.add_argument("--stride", type=int, default=1, help="every K-th problem only (a spread-out sample)")
+    evaluate.add_argument("--typed", type=int, default=0, metavar="N",
+                          help="the user has typed the first N characters of each single-line hole (token healing)")
     evaluate.add_argument("--limit", type=int, default=0, help="at most N problems")
     evaluate.add_argument("--json", type=Path, default=None, help="write the summary and per-problem results here")
 
@@ -165,10 +167,10 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from santa_lsp.engine import load_engine
-    from santa_lsp.eval import evaluate, format_summary, load_problems
+    from santa_lsp.eval import evaluate, format_summary, load_problems, typed_into
     from santa_lsp.service import CompletionService
 
-    problems = load_problems(args.data, args.derive)[:: max(1, args.stride)]
+    problems = [typed_into(p, args.typed) for p in load_problems(args.data, args.derive)[:: max(1, args.stride)]]
     if args.limit > 0:
         problems = problems[: args.limit]
     opts, errors = Options.from_dict({
