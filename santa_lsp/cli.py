@@ -14,6 +14,7 @@ from santa_lsp import __version__
 from santa_lsp.bench import add_arguments as bench_arguments
 from santa_lsp.config import DEFAULT_MODEL, DTYPES, Options
 from santa_lsp.errors import SantaError
+from santa_lsp.storm import add_arguments as storm_arguments
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="keystroke-replay latency benchmark (results: benchmarks/RESULTS.md)")
     bench_arguments(bench)
 
+    storm = sub.add_parser("storm", help="type a keystroke storm into a server and check it holds (RELIABILITY.md)")
+    storm_arguments(storm)
+
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     download.add_argument("--revision", default=None)
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval,
-                "bench": _bench}[args.command](args)
+                "bench": _bench, "storm": _storm}[args.command](args)
     except SantaError as err:
         print(f"santa-lsp: error: {err}", file=sys.stderr)
         return 2
@@ -203,6 +207,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     args.argv = sys.argv[1:]
     return bench_main(args)
+
+
+def _storm(args: argparse.Namespace) -> int:
+    from santa_lsp.storm import run as storm_run
+
+    return storm_run(args)
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ each keystroke is a `didChange` (incremental) followed at once by an `inlineComp
 request, sent at `--rate` pairs per second. A share of the requests (`--cancel`) is cancelled
 with `$/cancelRequest`. The last request of a burst is never cancelled and must come back
 with a suggestion; its latency is what a user waits for when they stop typing. The next
-burst goes to another document at once, so up to one final request per document is in
-flight while the storm goes on.
+burst goes to another document at once (or after `--pause-ms`, a typist who stops), so up
+to one final request per document is in flight while the storm goes on. The reported rate is
+the typing rate: pauses are not counted.
 
 Checks (the report's `failures` lists every broken one; the exit status is 1 if any):
 every request answered (a result, or the RequestCancelled error); no other error; the
@@ -300,6 +301,7 @@ class StormConfig:
     rate: float = 150.0  # didChange + inlineCompletion pairs per second
     docs: int = 20
     cancel: float = 0.1  # share of requests cancelled with $/cancelRequest
+    pause_ms: float = 0.0  # after each burst, the typist stops this long (0: on to the next document at once)
     max_lines_per_burst: int = 3  # a burst types 1..this many lines, each one of SNIPPETS
     # The last request of a burst must bring a non-empty suggestion (true for the test models,
     # which always suggest after an opener); otherwise any result that is not cancelled counts.
@@ -375,6 +377,9 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
                 if last:
                     doc.final_id = msg_id
                     finals.append(msg_id)
+                    if cfg.pause_ms > 0:
+                        time.sleep(cfg.pause_ms / 1000)
+                        next_at = time.monotonic()
                 elif rng.random() < cfg.cancel:
                     # Cancel this request or an older one still in flight.
                     target = msg_id if rng.random() < 0.5 else rng.choice(requests[-20:])
@@ -422,7 +427,7 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
             "pairs": sent,
             "documents": cfg.docs,
             "send_seconds": round(t_sent - t0, 2),
-            "rate_pairs_per_s": round(sent / max(1e-9, t_sent - t0), 1),
+            "rate_pairs_per_s": round(sent / max(1e-9, t_sent - t0 - len(finals) * cfg.pause_ms / 1000), 1),
             "drain_seconds": round(t_done - t_sent, 2),
             "cancel_notifications": len(cancelled_ids),
             "responses": kinds,
@@ -489,6 +494,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cancel", type=float, default=0.1, help="share of requests cancelled (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pause-ms", type=float, default=0.0,
+                   help="pause after each burst (default: none, the next burst starts at once in another document)")
     p.add_argument("--allow-empty-finals", action="store_true",
                    help="a burst's last request may be answered with no suggestion (a real model may have none)")
     p.add_argument("--max-rss-growth-mb", type=float, default=None, help="fail if RSS grows more after warm-up")
@@ -505,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     cfg = StormConfig(model=args.model, pairs=args.pairs, rate=args.rate, docs=args.docs, cancel=args.cancel,
                       max_new_tokens=args.max_new_tokens, seed=args.seed,
-                      require_suggestion=not args.allow_empty_finals, max_rss_growth_mb=args.max_rss_growth_mb,
+                      require_suggestion=not args.allow_empty_finals, pause_ms=args.pause_ms,
+                      max_rss_growth_mb=args.max_rss_growth_mb,
                       stderr_path=args.server_log)
     report = run_storm(cfg)
     text = json.dumps(report, indent=1, default=str)

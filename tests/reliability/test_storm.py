@@ -30,3 +30,10 @@ def test_storm_holds(tiny_model_dir, tmp_path):
     assert stats["errors"] == 0
     assert stats["maxQueuedPerDocument"] <= 1 and stats["queued"] == 0
     assert audit_log_lines(audit) == []
+
+
+def test_storm_command_line():
+    from santa_lsp.cli import build_parser
+
+    args = build_parser().parse_args(["storm", "--model", "bundled", "--pairs", "6000", "--rate", "150", "--pause-ms", "300"])
+    assert (args.command, args.pairs, args.rate, args.pause_ms, args.docs) == ("storm", 6000, 150.0, 300.0, 20)
