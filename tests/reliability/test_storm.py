@@ -14,7 +14,7 @@ def test_storm_holds(tiny_model_dir, tmp_path):
     env = server_env({"SANTA_AUDIT_LOG": str(audit)})
     env.pop("HF_HUB_OFFLINE")
     report = run_storm(StormConfig(model=str(tiny_model_dir), pairs=STORM_PAIRS, rate=120, docs=20, cancel=0.1,
-                                   max_new_tokens=8, answer_timeout=30, max_rss_growth_mb=64,
+                                   max_new_tokens=8, answer_timeout=30, max_rss_growth_mb=16,
                                    stderr_path=tmp_path / "server.log", command=audited_command("serve", "--stdio"),
                                    env=env))
     record("storm", {k: report.get(k) for k in ("pairs", "documents", "rate_pairs_per_s", "responses", "bursts",
