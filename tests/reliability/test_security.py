@@ -32,10 +32,6 @@ from santa_lsp.storm import RawClient, server_env
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "santa_lsp"
 
-def audited(args: list[str], log: Path, env: dict[str, str]) -> list[str]:
-    return audited_command(*args)
-
-
 network_use = audit_log_lines
 
 
@@ -66,8 +62,8 @@ def test_offline_hub_model_opens_no_socket(tmp_path):
     log, src = tmp_path / "audit.log", tmp_path / "a.py"
     src.write_text("import os\n\nprint(")
     env = clean_env(tmp_path, log, offline=False)
-    proc = subprocess.run(audited(["complete", str(src), "--line", "3", "--column", "7", "--model", "bigcode/santacoder",
-                                   "--offline", "--max-new-tokens", "4"], log, env),
+    proc = subprocess.run(audited_command("complete", str(src), "--line", "3", "--column", "7", "--model",
+                                          "bigcode/santacoder", "--offline", "--max-new-tokens", "4"),
                           env=env, capture_output=True, timeout=120)
     assert proc.returncode in (0, 2), proc.stderr  # 2: no bundled model in this checkout yet
     assert b"Traceback" not in proc.stderr
@@ -80,7 +76,7 @@ def test_hf_hub_offline_server_opens_no_socket(tmp_path):
     never touches the network."""
     log = tmp_path / "audit.log"
     env = clean_env(tmp_path, log, offline=True)
-    client = RawClient(audited(["serve", "--stdio"], log, env), env=env, stderr_path=tmp_path / "stderr.log")
+    client = RawClient(audited_command("serve", "--stdio"), env=env, stderr_path=tmp_path / "stderr.log")
     try:
         client.initialize({"model": "bigcode/santacoder"})
         status = client.wait_ready(timeout=90, states=("ready", "error"))
