@@ -160,6 +160,12 @@ cat >"$WORK/data/User/settings.json" <<JSON
   "santa.maxNewTokens": 32
 }
 JSON
+# VS Code has no default key for accepting one line of a suggestion; users add one like this.
+cat >"$WORK/data/User/keybindings.json" <<'JSON'
+[
+  { "key": "ctrl+alt+l", "command": "editor.action.inlineSuggest.acceptNextLine", "when": "inlineSuggestionVisible && editorTextFocus" }
+]
+JSON
 # Some context above the cursor, as in a real file: even a small model then has a clue.
 cat >"$WORK/ws/fib.py" <<'PY'
 """Number sequences."""

@@ -182,14 +182,29 @@ async function escapeRetriggerAcceptWord(page) {
   const before = await savedFile("add.py", "add.py to be saved", (text) => text.includes(header));
   await page.keyboard.press("Control+ArrowRight"); // editor.action.inlineSuggest.acceptNextWord
   await page.waitForTimeout(300);
-  await page.keyboard.press("Escape");
   await page.keyboard.press("Control+s");
-  const after = await savedFile("add.py", "the accepted word to be saved", (text) => text !== before);
-  const added = after.startsWith(before) ? after.slice(before.length) : undefined;
-  if (!added || !again.startsWith(added) || (added.trim() === again.trim() && /\s/.test(again.trim()))) {
-    throw new Error(`Ctrl+Right inserted ${JSON.stringify(added ?? after)}, not the first word of ${JSON.stringify(again)}`);
+  const afterWord = await savedFile("add.py", "the accepted word to be saved", (text) => text !== before);
+  const word = afterWord.startsWith(before) ? afterWord.slice(before.length) : undefined;
+  if (!word || !again.startsWith(word) || (word.trim() === again.trim() && /\s/.test(again.trim()))) {
+    throw new Error(`Ctrl+Right inserted ${JSON.stringify(word ?? afterWord)}, not the first word of ${JSON.stringify(again)}`);
   }
-  log(`accepted one word: ${JSON.stringify(added)}`);
+  log(`accepted one word: ${JSON.stringify(word)}`);
+
+  // The rest of the line, with the keybinding the script adds for acceptNextLine.
+  const restOfLine = again.slice(word.length).split("\n")[0];
+  if (restOfLine.trim()) {
+    await page.keyboard.press("Control+Alt+l"); // editor.action.inlineSuggest.acceptNextLine
+    await page.waitForTimeout(300);
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Control+s");
+    const afterLine = await savedFile("add.py", "the accepted line to be saved", (text) => text !== afterWord);
+    const line = afterLine.startsWith(afterWord) ? afterLine.slice(afterWord.length) : undefined;
+    if (line === undefined || line.split("\n")[0].trimEnd() !== restOfLine.trimEnd()) {
+      throw new Error(`accept line inserted ${JSON.stringify(line ?? afterLine)}, not ${JSON.stringify(restOfLine)}`);
+    }
+    log(`accepted the rest of the line: ${JSON.stringify(line)}`);
+  }
+  await page.keyboard.press("Escape");
 }
 
 /** Write the workspace's .vscode/settings.json, as a user editing it would. */
@@ -247,7 +262,7 @@ async function statusSettingsAndErrors(page) {
 
 const tests = [
   ["ghost text from santa-lsp is shown, Tab accepts it, Ctrl+S saves it", tabAcceptsAndSaves],
-  ["Escape dismisses, Trigger Inline Suggestion brings it back, Ctrl+Right accepts one word", escapeRetriggerAcceptWord],
+  ["Escape dismisses, Trigger Inline Suggestion brings it back, accept word and accept line work", escapeRetriggerAcceptWord],
   ["status bar click shows the status, settings apply live, a missing interpreter gives a clear error", statusSettingsAndErrors],
 ];
 
