@@ -2,7 +2,6 @@
 import * as vscode from "vscode";
 import { SantaServer } from "./server";
 import { SECTION, Settings, needsRestart, readSettings } from "./settings";
-import { formatStatusReport, parseStatus, describeStatus } from "./status";
 import { StatusBar } from "./statusBar";
 
 let server: SantaServer | undefined;
@@ -36,7 +35,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("santa.toggle", () => setEnabled(!settings.options.enable)),
     vscode.commands.registerCommand("santa.restartServer", () => santa.restart(settings)),
     vscode.commands.registerCommand("santa.showLogs", () => log.show()),
-    vscode.commands.registerCommand("santa.showStatus", () => showStatus(santa, log, statusBar)),
+    vscode.commands.registerCommand("santa.showStatus", () => santa.showStatus()),
   );
 
   await santa.start(settings);
@@ -58,21 +57,4 @@ async function setEnabled(enabled: boolean): Promise<void> {
         ? vscode.ConfigurationTarget.Workspace
         : vscode.ConfigurationTarget.Global;
   await config.update("enable", enabled, target);
-}
-
-async function showStatus(santa: SantaServer, log: vscode.LogOutputChannel, statusBar: StatusBar): Promise<void> {
-  let summary: string;
-  try {
-    const result = await santa.queryStatus();
-    log.info(`santa.status:\n${formatStatusReport(result)}`);
-    const status = parseStatus(result);
-    statusBar.update(status);
-    summary = describeStatus(status).tooltip.split("\n").filter((line) => line && line !== "Click for details").join(" · ");
-  } catch (error) {
-    summary = `Santa LSP: ${statusBar.current.state}${statusBar.current.message ? ` · ${statusBar.current.message}` : ""}`;
-    log.warn(`santa.status: ${String(error)}`);
-  }
-  const choice = await vscode.window.showInformationMessage(summary, "Show Logs", "Restart Server");
-  if (choice === "Show Logs") log.show();
-  if (choice === "Restart Server") await vscode.commands.executeCommand("santa.restartServer");
 }

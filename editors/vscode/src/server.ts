@@ -18,7 +18,7 @@ import {
   WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
 import { SECTION, Settings, ServerCommand, formatCommand, startFailureMessage } from "./settings";
-import { parseStatus } from "./status";
+import { formatStatusReport, parseStatus, statusSummary } from "./status";
 import { StatusBar } from "./statusBar";
 
 const STATUS_NOTIFICATION = "santa/status";
@@ -129,6 +129,22 @@ export class SantaServer implements vscode.Disposable {
       throw new Error("the server is not running");
     }
     return this.client.sendRequest(ExecuteCommandRequest.type, { command: "santa.status", arguments: [] });
+  }
+
+  /** The `santa.showStatus` command: ask the server, log the full report, show a summary. */
+  async showStatus(): Promise<void> {
+    let status = this.statusBar.current;
+    try {
+      const result = await this.queryStatus();
+      this.log.info(`santa.status:\n${formatStatusReport(result)}`);
+      status = parseStatus(result);
+      this.statusBar.update(status);
+    } catch (error) {
+      this.log.warn(`santa.status: ${String(error)}`);
+    }
+    const choice = await vscode.window.showInformationMessage(statusSummary(status), "Show Logs", "Restart Server");
+    if (choice === "Show Logs") this.log.show();
+    if (choice === "Restart Server") await this.restart();
   }
 
   async dispose(): Promise<void> {

@@ -85,6 +85,12 @@ export function describeStatus(status: ServerStatus, progress?: Progress): Statu
   }
 }
 
+/** One line for a message: "Santa LSP: ready · Model: bundled · Device: cpu, float32". */
+export function statusSummary(status: ServerStatus): string {
+  const lines = describeStatus(status).tooltip.split("\n");
+  return lines.filter((line) => line !== "" && line !== "Click for details").join(" · ");
+}
+
 /** Multi-line report of a `santa.status` result, for the log and the details message. */
 export function formatStatusReport(raw: unknown): string {
   if (typeof raw !== "object" || raw === null) return `Santa LSP: ${JSON.stringify(raw)}`;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { describeStatus, formatStatusReport, parseStatus, shortModelName } from "../../src/status";
+import { describeStatus, formatStatusReport, parseStatus, shortModelName, statusSummary } from "../../src/status";
 
 test("ready shows the model and the device", () => {
   const view = describeStatus({ state: "ready", model: "bigcode/santacoder", device: "cuda", dtype: "float16" });
@@ -50,4 +50,12 @@ test("shortModelName takes the last path part", () => {
 test("formatStatusReport flattens nested stats", () => {
   const report = formatStatusReport({ state: "ready", stats: { requests: 3, latencyMs: { p50: 12 } } });
   assert.equal(report, "state: ready\nstats:\n  requests: 3\n  latencyMs:\n    p50: 12");
+});
+
+test("statusSummary is the tooltip on one line", () => {
+  assert.equal(
+    statusSummary({ state: "ready", model: "bundled", device: "cpu", dtype: "float32" }),
+    "Santa LSP: ready · Model: bundled · Device: cpu, float32",
+  );
+  assert.equal(statusSummary({ state: "error", message: "no such model" }), "Santa LSP: error · no such model");
 });
