@@ -46,23 +46,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--synthetic-dir", type=Path, default=SYNTH)
+    p.add_argument("--assemble-only", action="store_true", help="rebuild RESULTS.md from benchmarks/out/*.md")
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     bench = [sys.executable, "-m", "santa_lsp", "bench", "--progress"]
-    sections = []
-    sh(*bench, "--model", "bundled", "--dtype", "int8", "--keystrokes", "60" if a.quick else "300",
-       "--probe-dtypes", "int4,bfloat16", "--lsp", "--json", str(OUT / "bundled.json"), out=OUT / "bundled.md")
-    sections.append(("Bundled model (5M parameters)", OUT / "bundled.md"))
+    sections = [("Bundled model (5M parameters)", OUT / "bundled.md")]
     if not a.quick:
-        make_synthetic(a.synthetic_dir)
-        sh(*bench, "--model", str(a.synthetic_dir), "--dtype", "int8", "--keystrokes", "24", "--context-budget", "512",
-           "--slow-every", "3", "--probe-dtypes", "int4,bfloat16", "--no-agreement",
-           "--json", str(OUT / "santacoder.json"), out=OUT / "santacoder.md")
-        sections.append(("SantaCoder 1.1B shape (`synthetic:santacoder` weights saved as a checkpoint)",
-                         OUT / "santacoder.md"))
-        sh(sys.executable, "benchmarks/threads.py", "--model", str(a.synthetic_dir), "--dtype", "int8", "--repeats", "2",
-           "--json", str(OUT / "threads.json"), out=OUT / "threads.md")
-        sections.append(("Threads x OpenMP wait policy (1.1B shape, int8, decode step)", OUT / "threads.md"))
+        sections += [("SantaCoder 1.1B shape (`synthetic:santacoder` weights saved as a checkpoint)",
+                      OUT / "santacoder.md"),
+                     ("Threads x OpenMP wait policy (1.1B shape, int8, decode step)", OUT / "threads.md")]
+    if not a.assemble_only:
+        sh(*bench, "--model", "bundled", "--dtype", "int8", "--keystrokes", "60" if a.quick else "300",
+           "--probe-dtypes", "int4,bfloat16", "--lsp", "--json", str(OUT / "bundled.json"), out=OUT / "bundled.md")
+        if not a.quick:
+            make_synthetic(a.synthetic_dir)
+            sh(*bench, "--model", str(a.synthetic_dir), "--dtype", "int8", "--keystrokes", "24",
+               "--context-budget", "1024", "--slow-every", "4", "--variants", "ours,natural,reuse-off,psm,baseline",
+               "--probe-dtypes", "int4,bfloat16", "--no-agreement",
+               "--json", str(OUT / "santacoder.json"), out=OUT / "santacoder.md")
+            sh(sys.executable, "benchmarks/threads.py", "--model", str(a.synthetic_dir), "--dtype", "int8",
+               "--repeats", "1", "--json", str(OUT / "threads.json"), out=OUT / "threads.md")
     text = ["# Benchmark results", "",
             "Regenerate everything below with `python benchmarks/regenerate.py` (the tables are written by it; "
             "the analysis comes from `benchmarks/NOTES.md`).", ""]
