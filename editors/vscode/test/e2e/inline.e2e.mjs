@@ -228,7 +228,8 @@ async function statusSettingsAndErrors(page) {
     throw new Error("clicking the status bar item showed no status with the model");
   });
   log(`status: ${normalize(await toast.innerText()).replace(/\s*\n\s*/g, " | ")}`);
-  await page.waitForTimeout(800); // let the toast finish sliding in
+  await page.mouse.move(700, 300); // away from the item, so its tooltip does not cover the toast
+  await page.waitForTimeout(1_000); // let the toast finish sliding in and the tooltip fade
   const statusShot = join(dirname(screenshot), "vscode-status.png");
   await page.screenshot({ path: statusShot });
   log(`screenshot: ${statusShot}`);
