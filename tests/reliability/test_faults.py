@@ -4,8 +4,9 @@ reason and a message to the user, or an error in the log it forwards to the clie
 serving: the same server process completes again once the fault is gone.
 
 Checkpoint faults are real files (truncated, corrupted, mismatched); the exception inside
-generation is real too (NaN weights sampled with temperature > 0); out-of-memory
-is injected (see inject_faults.py), which the test ids say.
+generation is real too (NaN weights sampled with temperature > 0); out-of-memory is
+real once (an allocation beyond the server's address-space limit) and injected for the CUDA
+and other kinds (see inject_faults.py).
 """
 
 from __future__ import annotations
@@ -185,27 +186,71 @@ def test_exception_inside_generation(fault_server, tiny_model_dir, tmp_path):
     record("faults.exception_in_generation", "survived")
 
 
-def test_injected_out_of_memory_and_kernel_failures(tiny_model_dir, tmp_path):
-    """Injected (see inject_faults.py): torch.OutOfMemoryError, MemoryError and RuntimeError
-    from every forward pass. Requests are answered empty, the errors counted and shown in the
-    client's log; once the fault is gone the same process completes again, in the same
-    documents (their cache slots survived a failure half-way through) and in new ones."""
+@pytest.fixture(scope="module")
+def long_context_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A real, loadable 64 MB checkpoint whose KV cache needs 8 GB: 2^20 positions, 64 layers
+    of one 16-wide head. Its first request must allocate 4 GB for K."""
+    import torch
+
+    from santa_lsp.engine.model import GPTBigCode, ModelConfig, init_random
+    from santa_lsp.engine.weights import save_gpt_bigcode
+
+    path = tmp_path_factory.mktemp("long-context")
+    config = ModelConfig(vocab_size=384, n_positions=1 << 20, n_embd=16, n_layer=64, n_head=1, n_inner=32)
+    with torch.no_grad():
+        save_gpt_bigcode(init_random(GPTBigCode(config), seed=0).eval(), path)
+    (path / "tokenizer.json").write_bytes(tiny_tokenizer.read_bytes())
+    return path
+
+
+def _address_space_limit() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+
+ADDRESS_SPACE_LIMIT = 3 << 30  # the server needs about 1 GiB of address space with the tiny model
+
+
+def test_out_of_memory_and_kernel_failures(tiny_model_dir, long_context_model_dir, tmp_path):
+    """Out of memory, twice. Real: the server runs under a 3 GiB address-space limit (the
+    machine's memory, as far as it knows) and loads a model whose KV cache needs 8 GB; torch's
+    allocator fails on the first request. Injected (see inject_faults.py): CUDA
+    torch.OutOfMemoryError, MemoryError and RuntimeError from every forward pass.
+
+    Each time the requests are answered empty, the errors counted and shown in the client's
+    log; once the fault is gone the same process completes again, in the same documents
+    (their cache slots survived a failure half-way through) and in new ones."""
     flag = tmp_path / "fault"
     client = RawClient([sys.executable, str(HERE / "inject_faults.py"), "serve", "--stdio"],
-                       env=server_env({"SANTA_FAULT_FLAG": str(flag)}), stderr_path=tmp_path / "stderr.log")
+                       env=server_env({"SANTA_FAULT_FLAG": str(flag)}), stderr_path=tmp_path / "stderr.log",
+                       preexec_fn=_address_space_limit)
     try:
-        client.initialize({"model": str(tiny_model_dir), "maxNewTokens": 8})
+        client.initialize({"model": str(tiny_model_dir), "maxNewTokens": 8, "device": "cpu"})
         client.wait_ready(timeout=90)
-        for n, kind in enumerate(["cuda-oom", "memory", "runtime"]):
+        errors = 0
+        for kind in ["cuda-oom", "memory", "runtime"]:
             flag.write_text(kind)
             for i in range(3):
                 assert completion(client, f"file:///faults/{kind}{i}.py") == {"items": []}
-            assert client.status()["stats"]["errors"] == 3 * (n + 1)
+            errors += 3
+            assert client.status()["stats"]["errors"] == errors
             flag.unlink()
             assert completion(client, f"file:///faults/{kind}0.py")["items"]
             assert completion(client, f"file:///faults/{kind}-fresh.py")["items"]
             record(f"faults.injected_{kind}", "survived")
         assert any("completion failed" in m for m in errors_shown(client))
+
+        configure(client, str(long_context_model_dir), device="cpu")
+        client.wait_ready(timeout=90)
+        assert completion(client, "file:///faults/huge-cache.py") == {"items": []}
+        assert client.status()["stats"]["errors"] == errors + 1
+        log = (tmp_path / "stderr.log").read_text()
+        assert "can't allocate memory" in log or "MemoryError" in log
+        configure(client, str(tiny_model_dir), device="cpu")
+        client.wait_ready(timeout=90)
+        assert completion(client, "file:///faults/after-oom.py")["items"]
+        record("faults.real_out_of_memory", "survived")
         assert client.shutdown() == 0
     finally:
         client.close()
