@@ -111,7 +111,7 @@ def test_malicious_pickle_checkpoint_is_refused(tiny_model_dir, tmp_path, layout
     else:
         import pickle
 
-        (path / "pytorch_model.bin").write_bytes(pickle.dumps(_Evil(str(marker))))
+        (path / "pytorch_model.bin").write_bytes(pickle.dumps(_Evil(str(marker)), protocol=2))
     with pytest.raises(ModelLoadError, match="damaged or unreadable"):
         load_checkpoint(path, "evil")
     assert not marker.exists()
