@@ -2,7 +2,7 @@
 // ghost text, accept it with Tab, save, and check the file on disk; then check Escape,
 // re-trigger and accept-word on our items, the status bar, live settings and the error for a
 // missing interpreter. Prints "N passed, M failed"; exits non-zero on failure.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -64,13 +64,13 @@ async function ghostText(page, timeout) {
     const inline = [...document.querySelectorAll(".monaco-editor .ghost-text-decoration")]
       .map((element) => element.textContent)
       .join("");
-    // Extra lines live in a view zone: one element per line, its token spans classed ghost-text.
-    const rows = new Set(
-      [...document.querySelectorAll(".monaco-editor .ghost-text")]
-        .filter((element) => !element.classList.contains("ghost-text-decoration"))
-        .map((element) => element.parentElement),
+    // Extra lines live in a view zone, one .view-line each (empty ones have no ghost-text
+    // token), below the cursor line.
+    const token = [...document.querySelectorAll(".monaco-editor .ghost-text")].find(
+      (element) => !element.classList.contains("ghost-text-decoration"),
     );
-    const lines = [...rows].map((row) => row.textContent);
+    const zone = token?.closest(".view-line")?.parentElement;
+    const lines = zone ? [...zone.querySelectorAll(":scope > .view-line")].map((line) => line.textContent) : [];
     return [inline, ...lines].join("\n");
   });
   return normalize(text);
@@ -156,7 +156,7 @@ async function tabAcceptsAndSaves(page) {
     await page.keyboard.press("Tab");
     await page.waitForTimeout(300);
     const rest = await ghostText(page, 500);
-    if (!rest.trim() || !suggestion.trimEnd().endsWith(rest.trim())) break;
+    if (!rest.trim() || rest === suggestion || !suggestion.endsWith(rest)) break;
     log(`Tab ${presses} indented; ghost text left: ${JSON.stringify(rest)}`);
   }
   await page.keyboard.press("Control+s");
@@ -207,6 +207,15 @@ async function escapeRetriggerAcceptWord(page) {
   await page.keyboard.press("Escape");
 }
 
+/** Our log channel's file (code-server keeps --user-data-dir next to the workspace). */
+function extensionLog() {
+  const logs = join(dirname(workspace), "data", "logs");
+  const files = readdirSync(logs, { recursive: true })
+    .map(String)
+    .filter((name) => name.endsWith("Santa LSP.log"));
+  return files.map((name) => readFileSync(join(logs, name), "utf8")).join("\n");
+}
+
 /** Write the workspace's .vscode/settings.json, as a user editing it would. */
 function writeWorkspaceSettings(settings) {
   mkdirSync(join(workspace, ".vscode"), { recursive: true });
@@ -239,6 +248,12 @@ async function statusSettingsAndErrors(page) {
   await runCommand(page, "Santa: Enable Inline Completions");
   await statusBarText(page, "the status bar to say ready again", /Santa: \S.* · /);
 
+  const starts = () => (extensionLog().match(/\] Starting /g) ?? []).length;
+  const startsBefore = starts();
+  await runCommand(page, "Santa: Restart Server");
+  await waitFor("a new server process", () => starts() > startsBefore, 30_000);
+  log(`restarted: ${await statusBarText(page, "the status bar to say ready after the restart", /Santa: \S.* · /)}`);
+
   // A new interpreter restarts the server; a missing one, or one without santa_lsp, must
   // say what to do.
   const broken = [["/nonexistent/bin/python3", /was not found/]];
@@ -264,7 +279,7 @@ async function statusSettingsAndErrors(page) {
 const tests = [
   ["ghost text from santa-lsp is shown, Tab accepts it, Ctrl+S saves it", tabAcceptsAndSaves],
   ["Escape dismisses, Trigger Inline Suggestion brings it back, accept word and accept line work", escapeRetriggerAcceptWord],
-  ["status bar click shows the status, settings apply live, a missing interpreter gives a clear error", statusSettingsAndErrors],
+  ["status bar click, enable/disable/restart commands, live settings, clear start-failure errors", statusSettingsAndErrors],
 ];
 
 let passed = 0;
