@@ -123,9 +123,9 @@ export function formatCommand(server: ServerCommand): string {
 export function startFailureMessage(server: ServerCommand, error: unknown, stderr = ""): string {
   const code = (error as { code?: unknown } | undefined)?.code;
   const install =
-    "Install the server with 'pip install santa-lsp' and set 'santa.pythonPath' to that Python " +
-    "interpreter, or set 'santa.serverCommand' to the full command (for example " +
-    '["/path/to/santa-lsp", "serve", "--stdio"]).';
+    "Install the server ('pip install santa-lsp', or 'pip install -e .' in a checkout) and " +
+    "set 'santa.pythonPath' to that Python interpreter, or set 'santa.serverCommand' to the " +
+    'full command (for example ["/path/to/santa-lsp", "serve", "--stdio"]).';
   if (code === "ENOENT") {
     return `Santa: cannot start the server: '${server.command}' was not found. ${install}`;
   }
