@@ -287,8 +287,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def format_summary(rows: list[dict]) -> str:
     """A plain-text table, one row per run."""
-    cols = ["fim_order", "postprocess", "token_healing", "problems", "exact_match", "pass_at_1", "empty", "mean_latency_ms",
-            "p90_latency_ms", "reused_share", "mean_generated_tokens"]
+    cols = ["fim_order", "postprocess", "token_healing", "problems", "exact_match", "pass_at_1", "empty",
+            "mean_latency_ms", "p90_latency_ms", "reused_share", "mean_generated_tokens"]
     table = [cols] + [["-" if row.get(c) is None else str(row.get(c)) for c in cols] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)

@@ -46,7 +46,8 @@ def test_typed_into_puts_the_cursor_inside_the_line():
     problems = load_problems(DATA)
     p = next(p for p in problems if p.task_id == "santa/sum_list/L1")  # "        total += n\n"
     q = typed_into(p, 3)
-    assert q.prompt.endswith("\n        tot") and q.canonical_solution == "al += n" and q.suffix.startswith("\n    return")
+    assert q.prompt.endswith("\n        tot") and q.canonical_solution == "al += n"
+    assert q.suffix.startswith("\n    return")
     assert q.prompt + q.canonical_solution + q.suffix == p.prompt + p.canonical_solution + p.suffix
     assert run_tests(program_for(q, q.prompt + q.canonical_solution + q.suffix))[0]
     multi = next(p for p in problems if not p.single_line)

@@ -15,7 +15,8 @@ from santa_lsp.engine.tokenizer import Tokenizer
 from santa_lsp.prompt import MAX_HEAL_CHARS, PromptBuilder
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "santa_lsp" / "models" / "bundled" / "tokenizer.json"
-PROGRAM = "class Point:\n    def norm(self):\n        return (self.x ** 2 + self.y ** 2) ** 0.5\n\nfor i in range(10):\n"
+PROGRAM = ("class Point:\n    def norm(self):\n        return (self.x ** 2 + self.y ** 2) ** 0.5\n\n"
+           "for i in range(10):\n")
 
 
 @pytest.fixture(scope="module", params=["trained", "bundled"])

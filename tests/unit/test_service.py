@@ -38,7 +38,8 @@ def test_real_model_with_healing_returns_text_from_the_cursor(tiny_model_dir):
     generated = tok.decode(c.generation.ids)
     assert c.healed and generated.startswith(c.healed)
     assert c.raw == generated[len(c.healed):]
-    off = service.complete(text, len(text), postprocessing=False, options=Options(max_new_tokens=8, token_healing=False))
+    no_healing = Options(max_new_tokens=8, token_healing=False)
+    off = service.complete(text, len(text), postprocessing=False, options=no_healing)
     assert off.healed == "" and off.raw == tok.decode(off.generation.ids)
 
 
