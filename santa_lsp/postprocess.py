@@ -50,7 +50,7 @@ def stop_early(text: str, ctx: Context) -> bool:
     if _stop_string_at(text) >= 0:
         return True
     if ctx.mode == "single-line":
-        return "\n" in text
+        return "\n" in _skip_leading_blank_lines(text, ctx)
     lines = text.split("\n")
     complete = lines[:-1]  # the last line may still grow
     return len(complete) > 1 and _cut_lines(complete, ctx) < len(complete)
@@ -62,6 +62,8 @@ def clean(text: str, ctx: Context) -> Suggestion:
     stop = _stop_string_at(text)
     if stop >= 0:
         text = text[:stop]
+    if ctx.mode == "single-line":
+        text = _skip_leading_blank_lines(text, ctx)
     lines = text.split("\n")
     if ctx.mode == "single-line":
         lines = lines[:1]
@@ -84,6 +86,15 @@ def clean(text: str, ctx: Context) -> Suggestion:
 
 
 # -- stop rules ------------------------------------------------------------------------------
+def _skip_leading_blank_lines(text: str, ctx: Context) -> str:
+    """At column 0 a single-line suggestion is the first line with code: output that opens with
+    a blank line (common after the previous line's newline) still has one to show."""
+    if ctx.line_prefix:
+        return text
+    stripped = text.lstrip(" \t\n")
+    return text[text.rfind("\n", 0, len(text) - len(stripped)) + 1 :]
+
+
 def _stop_string_at(text: str) -> int:
     hits = [i for i in (text.find(s) for s in STOP_STRINGS) if i >= 0]
     return min(hits) if hits else -1

@@ -28,6 +28,16 @@ def test_stops_at_control_tokens_spelled_out(marker):
     assert stop_early(f"return x{marker}", at("x = |"))
 
 
+def test_single_line_at_column_zero_skips_leading_blank_lines():
+    marked = "def f(x):\n    y = 1\n|    return y\n"
+    text, doc = accept(marked, "\n\n    y += x\n    return y\n")
+    assert text == "    y += x\n" and doc == "def f(x):\n    y = 1\n    y += x\n    return y\n"
+    ctx = at(marked)
+    assert not stop_early("\n\n    y +", ctx) and stop_early("\n    y += x\n", ctx)
+    # With indentation typed already, a leading newline still ends the line.
+    assert accept("def f(x):\n    |", "\n    y = 1\n", "single-line")[0] == ""
+
+
 def test_single_line_cut():
     text, doc = accept("for i in range(10):\n    total += |\n", "i * i\n    print(total)\n")
     assert text == "i * i"
