@@ -161,8 +161,9 @@ def main() -> int:
     ap.add_argument("--renderer", default="native", choices=("native", "fallback"))
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--nvim", default=None)
-    ap.add_argument("--file-text", default='"""Small numeric helpers."""\n\n\n', help="text of the file before typing")
-    ap.add_argument("--type", dest="keys", default="def fibonacci(n):\n", help="what to type in insert mode")
+    ap.add_argument("--file-text", default="", help="text of the file before typing")
+    ap.add_argument("--type", dest="keys", default="def fibonacci(n):\nif n < 2:\nreturn n\nreturn ",
+                    help="what to type in insert mode (newlines press Enter; Neovim indents)")
     ap.add_argument("--size", default="90x20")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
