@@ -73,3 +73,14 @@ def test_offset_of_counts_characters():
     assert offset_of(text, 3, 1) == 8
     with pytest.raises(SantaError):
         offset_of(text, 0, 1)
+
+
+def test_project_files_do_not_shadow_the_standard_library(tmp_path, tiny_model_dir):
+    """Editors start the server inside the user's project; its numbers.py must not break torch."""
+    (tmp_path / "numbers.py").write_text("raise ImportError('the project shadowed numbers')\n")
+    (tmp_path / "a.py").write_text("x = 1\ny = \n")
+    proc = subprocess.run([sys.executable, "-m", "santa_lsp", "complete", "a.py", "--line", "2", "--column", "5",
+                           "--model", str(tiny_model_dir), "--max-new-tokens", "4"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
