@@ -215,9 +215,13 @@ class Engine:
         sorted vocabulary, instead of a pass over all of it at every constrained step)."""
         keys, ids, by_bytes = self._vocab_index
         out = []
+        # Healed indentation is the user's own: a token running on into more whitespace would
+        # re-indent the line (and, while it is the likelier token, push the suggestion right).
+        ends_in_space = forced[-1:].isspace()
         j = bisect.bisect_left(keys, forced)
         while j < len(keys) and keys[j].startswith(forced):
-            out.append(ids[j])
+            if not (ends_in_space and keys[j][len(forced):len(forced) + 1].isspace()):
+                out.append(ids[j])
             j += 1
         for n in range(1, len(forced)):
             out += by_bytes.get(forced[:n], ())
