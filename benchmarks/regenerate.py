@@ -56,7 +56,7 @@ def main() -> int:
                       OUT / "santacoder.md"),
                      ("Threads x OpenMP wait policy (1.1B shape, int8, decode step)", OUT / "threads.md")]
     if not a.assemble_only:
-        sh(*bench, "--model", "bundled", "--dtype", "int8", "--keystrokes", "60" if a.quick else "300",
+        sh(*bench, "--model", "bundled", "--dtype", "int8", "--keystrokes", "60" if a.quick else "200",
            "--probe-dtypes", "int4,bfloat16", "--lsp", "--json", str(OUT / "bundled.json"), out=OUT / "bundled.md")
         if not a.quick:
             make_synthetic(a.synthetic_dir)
