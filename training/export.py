@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, default=ROOT / "data" / "tokenizer.json")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # tensors and plain dicts only
     cfg = json.loads(args.config_from.read_text())
     cfg.pop("santa_lsp_training", None)
     model = GPTBigCodeForCausalLM(GPTBigCodeConfig(**cfg))
