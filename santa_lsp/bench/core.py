@@ -169,10 +169,12 @@ class ServiceVariant(Variant):
 
 
 class BaselineVariant(Variant):
-    """transformers generate on the full PSM prompt (as on SantaCoder's model card), float32."""
+    """transformers generate on the full PSM prompt (as on SantaCoder's model card), on the
+    twin's device and dtype."""
 
     def __init__(self, hf_model: Any, tokenizer, opts: Options, n_positions: int) -> None:
-        super().__init__("baseline", "transformers generate, full prompt, fp32")
+        dtype = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(hf_model.dtype, str(hf_model.dtype))
+        super().__init__("baseline", f"transformers generate, full prompt, {dtype}")
         self.hf, self.opts, self.n_positions = hf_model, opts, n_positions
         self.prompts = PromptBuilder(tokenizer)
         self.eot = tokenizer.eot_id
@@ -181,7 +183,7 @@ class BaselineVariant(Variant):
         t0 = time.perf_counter()
         budget = self.opts.effective_budget(self.n_positions)
         prompt = self.prompts.build(key.text, key.cursor, budget, "psm", self.opts.suffix_share, key.doc, heal=False)
-        ids = torch.tensor([prompt.ids])
+        ids = torch.tensor([prompt.ids], device=self.hf.device)
         n = self.opts.max_new_tokens
         with torch.inference_mode():
             out = self.hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
@@ -290,9 +292,9 @@ def top1_agreement(ref: GPTBigCode, other: GPTBigCode, texts: list[str], tokeniz
         ids = tokenizer.encode(text)[: min(max_tokens, n_pos)]
         if len(ids) < 2:
             continue
-        t = torch.tensor(ids)
-        a = ref(t, 0, ref.new_cache(len(ids))).argmax(-1)
-        b = other(t, 0, other.new_cache(len(ids))).argmax(-1)
+        t = torch.tensor(ids)  # the two models may sit on different devices (GPU vs CPU reference)
+        a = ref(t.to(ref.wte.weight.device), 0, ref.new_cache(len(ids))).argmax(-1).cpu()
+        b = other(t.to(other.wte.weight.device), 0, other.new_cache(len(ids))).argmax(-1).cpu()
         same += int((a == b).sum())
         total += len(ids)
     return (same / total if total else float("nan")), total
