@@ -94,12 +94,16 @@ def load_engine(
                        time.perf_counter() - t0, warning)
 
 
+# torch's own default, kept before a small model sets 1: a later, bigger model gets it back.
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
 def _set_threads(threads: int, model: GPTBigCode) -> None:
     """Small models run best on one thread: dispatching tiny ops to a second thread costs more
     than it gives, badly so when the editor or other processes compete for the cores. Big models
     are bandwidth-bound and gain from every core, with passive OpenMP waits (santa_lsp/__init__)."""
     if threads <= 0:
-        threads = 1 if model.config.n_params() < 50_000_000 else torch.get_num_threads()
+        threads = 1 if model.config.n_params() < 50_000_000 else _DEFAULT_THREADS
     torch.set_num_threads(threads)
 
 

@@ -101,3 +101,18 @@ def test_offline_default_model_falls_back_to_bundled(monkeypatch):
     loaded = load_engine(Options(), on_warning=warnings.append)
     assert loaded.model == "bundled" and loaded.requested == "bigcode/santacoder"
     assert warnings and "santa-lsp download" in warnings[0]
+
+
+def test_thread_count_follows_the_model_loaded_last(tiny_model_dir):
+    """A server that reloads from a small model to a big one must not stay on one thread."""
+    import torch
+
+    from santa_lsp.engine import _DEFAULT_THREADS, _set_threads
+    from santa_lsp.engine.model import PRESETS, GPTBigCode
+
+    load_engine(Options(model=str(tiny_model_dir)))
+    assert torch.get_num_threads() == 1
+    with torch.device("meta"):
+        big = GPTBigCode(PRESETS["santacoder"])
+    _set_threads(0, big)
+    assert torch.get_num_threads() == _DEFAULT_THREADS
