@@ -11,6 +11,8 @@ Only safetensors, or `.bin` through `torch.load(weights_only=True)`: no pickle c
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -22,10 +24,34 @@ from santa_lsp.errors import ModelLoadError
 _CONV1D = ("attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # config.json is a few hundred bytes; /dev/zero is endless
+
+
+def check_files(path: Path, name: str) -> None:
+    """Refuse checkpoint files that are not regular files before anything opens them: a FIFO
+    blocks the opener until someone writes to it, and a device (a symlink to /dev/zero) never
+    ends."""
+    for file in ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin"):
+        try:
+            mode = os.stat(path / file).st_mode
+        except OSError:
+            continue  # missing: the readers say so in their own words
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+                "not a regular file"
+            raise ModelLoadError(name, f"{file} in {path} is {kind}", "Point the model option at a checkpoint directory.")
+
+
 def read_config(path: Path, name: str) -> tuple[ModelConfig, str]:
     """Parse config.json; return (config, format) where format is 'gpt_bigcode' or 'santacoder'."""
+    check_files(path, name)
     try:
-        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        with open(path / "config.json", "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ModelLoadError(name, f"config.json is over {MAX_CONFIG_BYTES >> 20} MB: not a model configuration",
+                                 "Point the model option at a checkpoint directory.")
+        raw = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(name, f"no config.json in {path}", "Point the model option at a checkpoint directory.")
     except (OSError, ValueError) as err:

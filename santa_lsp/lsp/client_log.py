@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from lsprotocol import types
 
+MAX_CHARS = 4000  # of one forwarded record: a log line can quote a megabyte input
 _TYPES = ((logging.ERROR, types.MessageType.Error), (logging.WARNING, types.MessageType.Warning),
           (logging.INFO, types.MessageType.Info))
 
@@ -20,6 +21,9 @@ class ClientLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             kind = next((t for lvl, t in _TYPES if record.levelno >= lvl), types.MessageType.Log)
-            self._send(kind, self.format(record))
+            text = self.format(record)
+            if len(text) > MAX_CHARS:
+                text = f"{text[:MAX_CHARS]}... ({len(text)} characters)"
+            self._send(kind, text)
         except Exception:
             self.handleError(record)

@@ -68,9 +68,16 @@ def _windows_process_alive(pid: int) -> bool:
         kernel32.CloseHandle(handle)
 
 
+MAX_PID = 2**31 - 1  # process ids are positive C ints; os.kill(2**40, 0) raises OverflowError
+
+
 def watch_parent(pid: int | None, on_gone: Callable[[], None]) -> None:
     """Call `on_gone` (from a daemon thread) once process `pid` has exited."""
     if not pid or pid == os.getpid():
+        return
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
+        # 0 and negative ids name process groups (-1: every process); larger ones name nothing.
+        log.warning("initialize: processId %s is not a process id; not watching it", str(pid)[:40])
         return
     if not process_alive(pid):
         # Another PID namespace (a container, a remote client): nothing to watch.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,17 +17,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
 from santa_lsp import __version__
 from santa_lsp.config import Options
 from santa_lsp.errors import SantaError
-from santa_lsp.lsp import items, positions, process, settings
+from santa_lsp.lsp import items, positions, process, settings, transport
 from santa_lsp.lsp.client_log import ClientLogHandler
 from santa_lsp.lsp.loading import load_in_background
 from santa_lsp.lsp.protocol import SantaProtocol
 from santa_lsp.lsp.scheduler import Job, Scheduler
 from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, ModelStatus, Stats, status_report
+from santa_lsp.lsp.throttle import clip
 
 if TYPE_CHECKING:  # torch is imported by the loading thread, so initialize is answered at once
     from santa_lsp.engine import LoadedModel
@@ -37,6 +40,16 @@ log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "santa/status"
 STATUS_COMMAND = "santa.status"
 RELOAD_COMMAND = "santa.reload"
+# How long the server waits for the client to answer workspace/configuration.
+CONFIGURATION_TIMEOUT_S = float(os.environ.get("SANTA_LSP_CONFIGURATION_TIMEOUT_S", "10"))
+ERROR_POPUP_INTERVAL_S = 300.0  # at most one "internal error" pop-up per this many seconds
+MESSAGE_CHARS = 500  # the longest text put in a message to the client (names can be megabytes)
+
+
+def doc_key(uri: str) -> str:
+    """The one key of a document, whatever %-encoding its URI uses (pygls' workspace keys by
+    `unquote(uri)` too; the scheduler and the service use the same key)."""
+    return unquote(uri)
 
 
 class SantaLanguageServer(LanguageServer):
@@ -57,6 +70,9 @@ class SantaLanguageServer(LanguageServer):
         self._load_generation = 0
         self._loading = False
         self._load_error = ""
+        self._pulling: asyncio.Future[Any] | None = None  # the workspace/configuration request in flight
+        self._pull_again = False
+        self._last_error_popup = -ERROR_POPUP_INTERVAL_S
 
     # -- plumbing: everything that talks to the client runs on the event loop ---------------
     def on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -73,9 +89,24 @@ class SantaLanguageServer(LanguageServer):
             loop.call_soon_threadsafe(fn, *args)
 
     def show(self, message: str, kind: types.MessageType) -> None:
-        self.on_loop(self.window_show_message, types.ShowMessageParams(type=kind, message=message))
+        self.on_loop(self.window_show_message, types.ShowMessageParams(type=kind, message=clip(message, MESSAGE_CHARS)))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls calls this for every failed notification handler and unreadable message, and
+        by default pops up "Error in server" each time (100,000 pop-ups for 100,000 bad
+        messages). Here: a rate-limited log line, and at most one pop-up every few minutes."""
+        if source is FeatureRequestError:
+            return  # the request's answer carries the error
+        text = f"{type(error).__name__}: {error}"
+        self.protocol.throttle("server-error", f"internal error: {text}", logging.ERROR)
+        now = time.monotonic()
+        if now - self._last_error_popup >= ERROR_POPUP_INTERVAL_S:
+            self._last_error_popup = now
+            self.show(f"santa-lsp: internal error ({clip(text, 200)}); see the log for details",
+                      types.MessageType.Error)
 
     def set_status(self, state: str, message: str = "", **fields: Any) -> None:
+        message = clip(message, MESSAGE_CHARS)
         self.status.state, self.status.message = state, message
         for name, value in fields.items():
             setattr(self.status, name, value)
@@ -187,7 +218,7 @@ class SantaLanguageServer(LanguageServer):
         t0 = time.perf_counter()
         self.stats.requests += 1
         service, opts = self.service, self.options
-        doc = self.workspace.text_documents.get(unquote(uri))
+        doc = self.workspace.text_documents.get(doc_key(uri))
         if self.status.state != READY or service is None or doc is None:
             self.stats.skipped += 1
             return None
@@ -200,17 +231,18 @@ class SantaLanguageServer(LanguageServer):
             self.stats.skipped += 1
             return None
         target = items.target(text, cursor, selected, encoding)
+        key = doc_key(uri)
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
         def work(cancelled: Callable[[], bool]) -> Completion | None:
-            return service.complete(target.text, target.text_cursor, doc=uri, cancelled=cancelled, options=opts)
+            return service.complete(target.text, target.text_cursor, doc=key, cancelled=cancelled, options=opts)
 
         def done(job: Job, result: Any, error: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, answer, (result, error))
 
-        job = self.scheduler.submit(uri, work, done, 0.0 if invoked else opts.debounce_ms / 1000)
+        job = self.scheduler.submit(key, work, done, 0.0 if invoked else opts.debounce_ms / 1000)
         try:
             completion, error = await answer
         except asyncio.CancelledError:  # $/cancelRequest (or shutdown): stop the worker too
@@ -292,32 +324,60 @@ async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams)
 def on_did_change(ls: SantaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
     # An answer computed for the old text would be wrong now.
     log.debug("didChange %s v%d: its requests are cancelled", params.text_document.uri, params.text_document.version)
-    ls.scheduler.cancel(params.text_document.uri)
+    ls.scheduler.cancel(doc_key(params.text_document.uri))
 
 
 def on_did_close(ls: SantaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.scheduler.cancel(params.text_document.uri)
+    key = doc_key(params.text_document.uri)
+    ls.scheduler.cancel(key)
     if ls.service is not None:
-        ls.service.forget(params.text_document.uri)
+        ls.service.forget(key)
 
 
 def on_did_change_configuration(ls: SantaLanguageServer, params: types.DidChangeConfigurationParams) -> None:
     # Synchronous, so that the messages after this one already see the new settings.
     caps = ls.client_capabilities
     if params.settings is None and caps.workspace is not None and caps.workspace.configuration:
-        asyncio.ensure_future(_pull_settings(ls))  # pull-model clients send no settings
+        _pull_settings(ls)  # pull-model clients send no settings
     else:
         ls.apply_settings(params.settings)
 
 
-async def _pull_settings(ls: SantaLanguageServer) -> None:
-    try:
-        result = await ls.workspace_configuration_async(
-            types.ConfigurationParams(items=[types.ConfigurationItem(section=settings.SECTION)]))
-    except Exception as err:  # the client could not say: keep the settings we have
-        log.warning("workspace/configuration failed: %s", err)
+def _pull_settings(ls: SantaLanguageServer) -> None:
+    """Ask the client for the settings: one request at a time (more changes meanwhile ask once
+    more when it is answered), each given CONFIGURATION_TIMEOUT_S. A client that never answers
+    leaves nothing behind: pygls would keep each unanswered request's future (4.5 kB) for ever."""
+    if ls._pulling is not None:
+        ls._pull_again = True
         return
-    ls.apply_settings(result[0] if result else None)
+    ls._pull_again = False
+    protocol = ls.protocol
+    future = protocol.send_request(types.WORKSPACE_CONFIGURATION, types.ConfigurationParams(
+        items=[types.ConfigurationItem(section=settings.SECTION)]))
+    ls._pulling = asyncio.wrap_future(future)
+    asyncio.ensure_future(_await_settings(ls, ls._pulling, future))
+
+
+async def _await_settings(ls: SantaLanguageServer, pulling: asyncio.Future[Any], future: Any) -> None:
+    try:
+        result = await asyncio.wait_for(asyncio.shield(pulling), CONFIGURATION_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        log.warning("workspace/configuration: no answer within %gs; the settings stay as they are",
+                    CONFIGURATION_TIMEOUT_S)
+        result = None
+        for key in [k for k, f in ls.protocol._request_futures.items() if f is future]:
+            ls.protocol._request_futures.pop(key, None)
+            ls.protocol._result_types.pop(key, None)
+        future.cancel()
+        pulling.cancel()
+    except Exception as err:  # the client could not say: keep the settings we have
+        log.warning("workspace/configuration failed: %s", clip(str(err)))
+    else:
+        ls.apply_settings(result[0] if isinstance(result, (list, tuple)) and result else None)
+    finally:
+        ls._pulling = None
+    if ls._pull_again:
+        _pull_settings(ls)
 
 
 def on_shutdown(ls: SantaLanguageServer, *args: Any) -> None:
@@ -369,11 +429,11 @@ def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str
             log.warning("listening on %s: other machines can reach this server and read your code; "
                         "use --host 127.0.0.1 unless you mean it", host)
         try:
-            ls.start_tcp(host, port)
+            transport.serve_tcp(ls, host, port)
         except OSError as err:  # port taken, address not ours: one line, not a traceback
             raise SantaError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     else:
-        ls.start_io(sys.stdin.buffer, process.claim_stdout())
+        transport.serve_stdio(ls, sys.stdin.buffer, process.claim_stdout())
     logging.getLogger("santa_lsp").removeHandler(forward)
     ls.scheduler.stop()
     # Leave at once: interpreter shutdown takes seconds once torch is loaded, and would wait on

@@ -13,6 +13,11 @@ from typing import Any
 
 LOADING, READY, ERROR, DISABLED = "loading", "ready", "error", "disabled"
 LATENCY_WINDOW = 1000  # latencies kept for the percentiles
+MAX_FIELD = 500  # characters of a reported name or message (a model name can be megabytes)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_FIELD else f"{text[:MAX_FIELD]}... ({len(text)} characters)"
 
 
 @dataclass
@@ -26,8 +31,8 @@ class ModelStatus:
     load_seconds: float | None = None
 
     def notification(self) -> dict[str, Any]:
-        return {"state": self.state, "model": self.model, "device": self.device, "dtype": self.dtype,
-                "message": self.message}
+        return {"state": self.state, "model": _clip(self.model), "device": self.device, "dtype": self.dtype,
+                "message": _clip(self.message)}
 
 
 @dataclass
@@ -74,12 +79,28 @@ def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, in
     for key, value in (service_stats or {}).items():
         merged.setdefault(_camel(key), value)
     return {
-        "state": status.state, "model": status.model, "requestedModel": status.requested_model,
-        "device": status.device, "dtype": status.dtype, "message": status.message,
+        "state": status.state, "model": _clip(status.model), "requestedModel": _clip(status.requested_model),
+        "device": status.device, "dtype": status.dtype, "message": _clip(status.message),
         "loadSeconds": None if status.load_seconds is None else round(status.load_seconds, 2),
         "positionEncoding": position_encoding,
         "stats": merged,
+        "memory": memory_report(),
     }
+
+
+def memory_report() -> dict[str, int | None]:
+    """The server's resident memory (Linux), and what tracemalloc traces when it runs
+    (PYTHONTRACEMALLOC=1): the figures the reliability tests watch on error paths."""
+    import tracemalloc
+
+    rss = None
+    try:
+        with open("/proc/self/status") as f:
+            rss = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")), None)
+    except OSError:
+        pass
+    traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+    return {"rssBytes": rss, "tracedBytes": traced}
 
 
 def _camel(key: str) -> str:
