@@ -23,6 +23,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="hub id, local checkpoint directory, 'bundled', or 'synthetic:<preset>' (default: %(default)s)")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--endpoint", default="", metavar="URL",
+                   help="complete through an OpenAI-compatible server (vLLM...), e.g. http://gpu-box:8000/v1; "
+                        "--model is then the served model name. API key: SANTA_API_KEY, else OPENAI_API_KEY")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: float16 on CUDA, float32 on CPU; bfloat16 and int8 are faster, lossy CPU paths")
@@ -149,8 +152,9 @@ def _complete(args: argparse.Namespace) -> int:
     text = read_source(args.file)
     cursor = offset_of(text, args.line, args.column)
     opts, errors = Options.from_dict({
-        "model": args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype,
-        "threads": args.threads, "maxNewTokens": args.max_new_tokens, "mode": args.mode, "fimOrder": args.fim_order,
+        "model": args.model, "revision": args.revision, "endpoint": args.endpoint, "device": args.device,
+        "dtype": args.dtype, "threads": args.threads, "maxNewTokens": args.max_new_tokens, "mode": args.mode,
+        "fimOrder": args.fim_order,
     })
     if errors:
         raise SantaError("; ".join(errors))
@@ -178,8 +182,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.limit > 0:
         problems = problems[: args.limit]
     opts, errors = Options.from_dict({
-        "model": args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype,
-        "threads": args.threads, "maxNewTokens": args.max_new_tokens, "fimOrder": args.fim_order,
+        "model": args.model, "revision": args.revision, "endpoint": args.endpoint, "device": args.device,
+        "dtype": args.dtype, "threads": args.threads, "maxNewTokens": args.max_new_tokens, "fimOrder": args.fim_order,
         "tokenHealing": not args.no_heal,
     })
     if errors:

@@ -29,6 +29,9 @@ class Options:
     enable: bool = True
     # Hub id (`bigcode/santacoder`), a local directory, `bundled`, or `synthetic:<preset>`.
     model: str = DEFAULT_MODEL
+    # Base URL of an OpenAI-compatible server (`http://gpu-box:8000/v1`, vLLM first): complete
+    # there instead of in-process; `model` is then the served model name. Empty: in-process.
+    endpoint: str = ""
     # Hub revision (branch, tag or commit) for hub ids; ignored for local paths.
     revision: str | None = None
     device: str = "auto"
@@ -110,6 +113,7 @@ def _check(name: str, value: Any) -> str | None:
         "enable": lambda: None if isinstance(value, bool) else f"expected true/false, got {value!r}",
         "model": lambda: None if isinstance(value, str) and value.strip() else "expected a non-empty string",
         "revision": lambda: None if value is None or isinstance(value, str) else "expected a string",
+        "endpoint": lambda: _endpoint_error(value),
         "device": lambda: choice(DEVICES),
         "dtype": lambda: choice(DTYPES),
         "max_new_tokens": lambda: number(1, 1024, True),
@@ -127,3 +131,19 @@ def _check(name: str, value: Any) -> str | None:
     }
     return checks[name]()
 
+
+def _endpoint_error(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a URL string, got {value!r}"
+    if not value.strip():
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL such as http://127.0.0.1:8000/v1, got {value!r}"
+    try:
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        return f"bad port in {value!r}"
+    return None

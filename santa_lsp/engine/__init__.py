@@ -23,6 +23,8 @@ from santa_lsp.errors import ModelLoadError, ModelOfflineError
 
 __all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype",
            "prepare_model"]
+# `LoadedModel.engine` is an `Engine`, or a `santa_lsp.engine.remote.RemoteEngine` (same interface
+# for the pipeline) when the endpoint option is set.
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,15 @@ def load_engine(
     tqdm_class: Any = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> LoadedModel:
-    """Load the model named by `opts.model`; a hub model that is offline falls back to `bundled`."""
+    """Load the model named by `opts.model`; a hub model that is offline falls back to `bundled`.
+
+    With `opts.endpoint` set, nothing is loaded: the engine completes through that server
+    (`RemoteEngine`), and `opts.model` is the served model name. Its warnings (the server is
+    down, and again when it answers) go to `on_warning` for as long as the engine lives.
+    """
     t0 = time.perf_counter()
+    if opts.endpoint.strip():
+        return _connect(opts, allow_download, on_warning, t0)
     device, dtype = pick_device_dtype(opts.device, opts.dtype)
     name, warning = opts.model, ""
     try:
@@ -92,6 +101,19 @@ def load_engine(
     dtype_name = opts.dtype if opts.dtype in QUANTIZED else str(dtype).removeprefix("torch.")
     return LoadedModel(engine, opts.model, name, device.type, dtype_name,
                        time.perf_counter() - t0, warning)
+
+
+def _connect(opts: Options, allow_download: bool, on_warning: Callable[[str], None] | None, t0: float) -> LoadedModel:
+    from urllib.parse import urlsplit
+
+    from santa_lsp.engine.remote import connect
+
+    engine = connect(opts.endpoint, opts.model, opts.revision, allow_download, on_warning=on_warning,
+                     on_event=on_warning)
+    where = urlsplit(engine.endpoint).netloc
+    # device/dtype are what santa/status shows: "remote <host:port>" and the endpoint itself.
+    return LoadedModel(engine, opts.model, opts.model, f"remote {where}", engine.endpoint,  # type: ignore[arg-type]
+                       time.perf_counter() - t0)
 
 
 # torch's own default, kept before a small model sets 1: a later, bigger model gets it back.

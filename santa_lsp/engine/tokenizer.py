@@ -1,7 +1,12 @@
-"""tokenizer.json through `tokenizers`, with SantaCoder's FIM tokens resolved by name.
+"""tokenizer.json through `tokenizers`, with the FIM tokens resolved by name.
+
+Two spellings exist: SantaCoder's `<fim-prefix>` (hyphens) and StarCoder's `<fim_prefix>`
+(underscores, every later bigcode model: starcoderbase-1b, tiny_starcoder_py...). The
+tokenizer's own spelling is used; `ids` is keyed by the SantaCoder names (`FIM_PREFIX`...)
+whatever the spelling, and `names` says how this tokenizer spells each one.
 
 User text is always encoded as plain text: a file that contains the characters
-`<fim-prefix>` must not smuggle a control token into the prompt.
+`<fim-prefix>` (or `<fim_prefix>`) must not smuggle a control token into the prompt.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ FIM_MIDDLE = "<fim-middle>"
 FIM_SUFFIX = "<fim-suffix>"
 FIM_PAD = "<fim-pad>"
 SPECIALS = (EOT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD)
+# FIM spellings, in the order they are tried: SantaCoder's, then StarCoder's. The two are never
+# mixed within one tokenizer.
+SPELLINGS = {
+    "santacoder": {t: t for t in SPECIALS},
+    "starcoder": {t: t.replace("-", "_") for t in SPECIALS},
+}
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -44,17 +55,24 @@ class Tokenizer:
         except Exception as err:  # tokenizers raises plain Exception subclasses for bad files
             raise TokenizerError(name, f"tokenizer.json is unreadable ({err})", "Download the model again.") from err
         self._tok.encode_special_tokens = True  # special-token text in user code stays text
-        self.ids: dict[str, int] = {}
-        for token in SPECIALS:
-            token_id = self._tok.token_to_id(token)
-            if token_id is None:
-                raise TokenizerError(
-                    name, f"the tokenizer has no '{token}' token",
-                    "santa-lsp needs a SantaCoder-style FIM tokenizer (hyphenated FIM tokens).",
-                )
-            self.ids[token] = token_id
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        self.spelling = next((style for style, names in SPELLINGS.items() if all(n in vocab for n in names.values())),
+                             "")
+        if not self.spelling:
+            style = "starcoder" if "<fim_prefix>" in vocab else "santacoder"
+            missing = next(n for n in SPELLINGS[style].values() if n not in vocab)
+            raise TokenizerError(
+                name, f"the tokenizer has no '{missing}' token",
+                "santa-lsp needs a FIM tokenizer: SantaCoder's (<fim-prefix>...) or StarCoder's (<fim_prefix>...).",
+            )
+        # Canonical (SantaCoder) name -> this tokenizer's spelling, and -> id.
+        self.names: dict[str, str] = dict(SPELLINGS[self.spelling])
+        self.ids: dict[str, int] = {token: vocab[spelled] for token, spelled in self.names.items()}
         if len(set(self.ids.values())) != len(SPECIALS):
             raise TokenizerError(name, "the FIM special tokens are not distinct")
+        # Every special token ends a suggestion: StarCoder's <filename>, <gh_stars>... too.
+        others = {i for i, added in self._tok.get_added_tokens_decoder().items() if added.special}
+        self._special_ids = frozenset({*self.ids.values(), *others})
 
     @property
     def eot_id(self) -> int:
@@ -62,7 +80,7 @@ class Tokenizer:
 
     @property
     def special_ids(self) -> frozenset[int]:
-        return frozenset(self.ids.values())
+        return self._special_ids
 
     @property
     def vocab_size(self) -> int:
@@ -78,6 +96,11 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
+
+    def prompt_text(self, ids: list[int]) -> str:
+        """`ids` as text with the special tokens spelled out: a prompt for a server that only takes
+        text (it re-tokenizes, so FIM token text in user code would become control tokens there)."""
+        return self._tok.decode(ids, skip_special_tokens=False)
 
     def token_bytes(self, token_id: int) -> bytes:
         """The exact bytes a token stands for (b'' for specials and unknown ids)."""
