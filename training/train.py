@@ -10,10 +10,19 @@ Documents are joined with <|endoftext|> and packed into sequences of --seq-len t
 
 The run is time-budgeted (--max-minutes): warmup is counted in steps, the cosine decay
 follows the wall clock to the end of the budget, and the run stops in time regardless.
-Every --export-minutes the model is validated, checkpointed, and exported to --export-dir
-so that a usable model always exists.
+Every --export-minutes the model is validated, checkpointed (<run-dir>/checkpoint.pt,
+written atomically) and exported to --export-dir (default <run-dir>/export, never the
+bundled model: replace that by hand after comparing) so that a usable model always exists.
 
-Usage: nice -n 10 python3 training/train.py --max-minutes 100 --run-dir training/runs/main
+--init-from DIR starts from an exported model (e.g. santa_lsp/models/bundled) instead of
+random weights; its config decides the architecture. --resume continues the run in
+--run-dir from its checkpoint: weights, optimizer, step/token counters, the data order and
+the position in it, and the training seconds already spent (the schedule counts training
+time across sessions; --max-minutes is the total budget of the run, and --session-minutes
+caps one session).
+
+Usage: nice -n 19 python3 training/train.py --threads 1 --max-minutes 100 --run-dir training/runs/main
+       nice -n 19 python3 training/train.py --resume --run-dir training/runs/main [--max-minutes N]
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,6 +102,22 @@ class FimPacker:
                     self.buffer += [self.pre, self.suf, *suffix, self.mid, *prefix, *middle]
             self.buffer.append(self.eot)
 
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos,
+                "order": torch.from_numpy(np.asarray(self.order, dtype=np.int64)),
+                "buffer": torch.tensor(self.buffer, dtype=torch.int32),
+                "rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state(self, st: dict) -> None:
+        if len(st["order"]) != len(self.texts):
+            print("warning: corpus changed since the checkpoint; starting a new data order",
+                  flush=True)
+            return
+        self.epoch, self.pos = int(st["epoch"]), int(st["pos"])
+        self.order = st["order"].numpy()
+        self.buffer = st["buffer"].tolist()
+        self.rng.bit_generator.state = json.loads(st["rng"])
+
     def batch(self, batch_size: int) -> torch.Tensor:
         need = batch_size * self.seq_len
         while len(self.buffer) < need:
@@ -100,9 +126,18 @@ class FimPacker:
         return torch.tensor(block, dtype=torch.long).view(batch_size, self.seq_len)
 
 
-def load_texts(path: Path) -> list[str]:
+def load_texts(path: Path, upsample: dict[str, float] | None = None) -> list[str]:
+    """Document texts; with upsample {lang: k}, documents of that language appear k times
+    (a fraction: each one extra time with that probability, fixed seed)."""
+    rng = np.random.default_rng(0)
+    out = []
     with open(path) as f:
-        return [json.loads(line)["text"] for line in f]
+        for line in f:
+            d = json.loads(line)
+            k = (upsample or {}).get(d.get("lang"), 1.0)
+            n = int(k) + (rng.random() < k - int(k))
+            out += [d["text"]] * n
+    return out
 
 
 @torch.no_grad()
@@ -121,8 +156,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "corpus")
     ap.add_argument("--tokenizer", type=Path, default=ROOT / "data" / "tokenizer.json")
     ap.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "main")
-    ap.add_argument("--export-dir", type=Path,
-                    default=ROOT.parent / "santa_lsp" / "models" / "bundled")
+    ap.add_argument("--export-dir", type=Path, default=None,
+                    help="default: <run-dir>/export")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="exported model directory to start from (its config wins)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from <run-dir>/checkpoint.pt")
+    ap.add_argument("--session-minutes", type=float, default=0.0,
+                    help="stop this session after N minutes (0: only --max-minutes)")
     ap.add_argument("--n-embd", type=int, default=256)
     ap.add_argument("--n-layer", type=int, default=6)
     ap.add_argument("--n-head", type=int, default=8)
@@ -136,42 +177,79 @@ def main() -> None:
     ap.add_argument("--fim-rate", type=float, default=0.5)
     ap.add_argument("--spm-rate", type=float, default=0.5)
     ap.add_argument("--max-minutes", type=float, default=100.0,
-                    help="wall-clock budget; the schedule is fitted to it")
+                    help="training-time budget of the whole run (all sessions); the "
+                         "schedule is fitted to it")
     ap.add_argument("--max-steps", type=int, default=0, help="0: as many as the budget allows")
     ap.add_argument("--export-minutes", type=float, default=10.0)
     ap.add_argument("--val-batches", type=int, default=12)
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (measure first)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--upsample", default="",
+                    help="e.g. python=2: that language's documents count k times per epoch")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t_start = time.time()
-    deadline = t_start + args.max_minutes * 60
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if args.export_dir is None:
+        args.export_dir = args.run_dir / "export"
+    ck = None
+    if args.resume:
+        ck_path = args.run_dir / "checkpoint.pt"
+        ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+        print(f"resuming from {ck_path}: step {ck['meta']['step']}, "
+              f"{ck['meta']['tokens']:,} tokens", flush=True)
+        saved = json.loads(ck["meta"]["config"])
+    elif args.init_from is not None:
+        saved = json.loads((args.init_from / "config.json").read_text())
+    else:
+        saved = None
+    # training seconds already spent by earlier sessions of this run
+    spent_before = float(ck["meta"].get("train_s", 0.0)) if ck else 0.0
+    budget_s = args.max_minutes * 60
+    deadline = t_start + max(0.0, budget_s - spent_before)
+    if args.session_minutes:
+        deadline = min(deadline, t_start + args.session_minutes * 60)
 
     tok = Tokenizer.from_file(str(args.tokenizer))
     vocab_size = math.ceil(tok.get_vocab_size() / 128) * 128
-    train = FimPacker(load_texts(args.data / "train.jsonl"), tok, args.seq_len,
+    upsample = {k: float(v) for k, v in (kv.split("=") for kv in args.upsample.split(",") if kv)}
+    train = FimPacker(load_texts(args.data / "train.jsonl", upsample), tok, args.seq_len,
                       args.fim_rate, args.spm_rate, seed=args.seed)
     val_packer = FimPacker(load_texts(args.data / "val.jsonl"), tok, args.seq_len,
                            args.fim_rate, args.spm_rate, seed=0, shuffle=False)
     val_batches = [val_packer.batch(4) for _ in range(args.val_batches)]
 
-    config = GPTBigCodeConfig(
-        vocab_size=vocab_size, n_positions=args.seq_len, n_embd=args.n_embd,
-        n_layer=args.n_layer, n_head=args.n_head, n_inner=args.n_inner,
-        multi_query=True, activation_function="gelu_pytorch_tanh", layer_norm_epsilon=1e-5,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
-        scale_attn_weights=True, initializer_range=0.02,
-        bos_token_id=tok.token_to_id("<|endoftext|>"),
-        eos_token_id=tok.token_to_id("<|endoftext|>"),
-        pad_token_id=tok.token_to_id("<fim-pad>"))
+    if saved is not None:
+        saved.pop("santa_lsp_training", None)
+        config = GPTBigCodeConfig(**saved)
+    else:
+        config = GPTBigCodeConfig(
+            vocab_size=vocab_size, n_positions=args.seq_len, n_embd=args.n_embd,
+            n_layer=args.n_layer, n_head=args.n_head, n_inner=args.n_inner,
+            multi_query=True, activation_function="gelu_pytorch_tanh", layer_norm_epsilon=1e-5,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+            scale_attn_weights=True, initializer_range=0.02,
+            bos_token_id=tok.token_to_id("<|endoftext|>"),
+            eos_token_id=tok.token_to_id("<|endoftext|>"),
+            pad_token_id=tok.token_to_id("<fim-pad>"))
+    for k in ("attn_pdrop", "resid_pdrop", "embd_pdrop"):
+        setattr(config, k, 0.0)
     # SDPA (PyTorch's fused CPU flash attention): 3x faster per step than the eager
     # bmm/softmax/mask path that a bare constructor would pick (measured, see TRAINING.md)
     config._attn_implementation = "sdpa"
     model = GPTBigCodeForCausalLM(config)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+    elif args.init_from is not None:
+        from safetensors.torch import load_file
+        missing, unexpected = model.load_state_dict(
+            load_file(str(args.init_from / "model.safetensors")), strict=False)
+        assert set(missing) <= {"lm_head.weight"} and not unexpected, (missing, unexpected)
+        model.tie_weights()
+        print(f"initialised from {args.init_from}", flush=True)
     model.train()
     print(f"attention: {model.config._attn_implementation}, bf16 autocast: {args.bf16}",
           flush=True)
@@ -183,19 +261,30 @@ def main() -> None:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=False)
+    if ck is not None:
+        opt.load_state_dict(ck["opt"])
+        train.load_state(ck["packer"])
 
     log_path = args.run_dir / "log.csv"
-    log_f = open(log_path, "w", newline="")
+    new_log = not (args.resume and log_path.exists())
+    log_f = open(log_path, "w" if new_log else "a", newline="")
     log = csv.writer(log_f)
-    log.writerow(["step", "loss", "val_loss", "lr", "tokens", "elapsed_s", "epoch"])
+    if new_log:
+        log.writerow(["step", "loss", "val_loss", "lr", "tokens", "elapsed_s", "epoch"])
 
     tokens_per_step = args.batch_size * args.seq_len
     total_steps = args.max_steps or 10**9  # without --max-steps the clock ends the run
     step, tokens = 0, 0
+    if ck is not None:
+        step, tokens = int(ck["meta"]["step"]), int(ck["meta"]["tokens"])
+    step0, tokens0 = step, tokens
     next_export = time.time() + args.export_minutes * 60
     t_loop = time.time()
-    t_warm = t_loop
     val_loss = float("nan")
+
+    def train_s(now: float) -> float:
+        """Training seconds of the whole run (earlier sessions + this one)."""
+        return spent_before + (now - t_start)
 
     def lr_at(s: int, now: float) -> float:
         """Linear warmup, then cosine decay over the step budget (--max-steps) or, by
@@ -206,7 +295,7 @@ def main() -> None:
         if args.max_steps:
             frac = (s - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
         else:
-            frac = (now - t_warm) / max(1.0, deadline - 60 - t_warm)
+            frac = train_s(now) / max(1.0, budget_s - 60)
         frac = min(1.0, max(0.0, frac))
         return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * frac))
 
@@ -215,24 +304,27 @@ def main() -> None:
         val_loss = evaluate(model, val_batches, args.bf16)
         meta = {"step": step, "tokens": tokens, "train_loss": ema,
                 "val_loss": val_loss, "elapsed_s": round(time.time() - t_start, 1),
-                "params": n_params, "final": final, "args": {k: str(v) for k, v in
-                                                             vars(args).items()}}
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "meta": meta},
-                   args.run_dir / "checkpoint.pt")
+                "train_s": round(train_s(time.time()), 1), "params": n_params,
+                "final": final, "config": model.config.to_json_string(),
+                "args": {k: str(v) for k, v in vars(args).items()}}
+        tmp = args.run_dir / "checkpoint.pt.tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "meta": meta,
+                    "packer": train.state()}, tmp)
+        os.replace(tmp, args.run_dir / "checkpoint.pt")  # a kill never leaves half a file
         export(model, args.tokenizer, args.export_dir, meta)
         (args.run_dir / "summary.json").write_text(json.dumps(meta, indent=1))
         log.writerow([step, f"{ema:.4f}", f"{val_loss:.4f}", "", tokens,
-                      f"{time.time() - t_start:.1f}", train.epoch])
+                      f"{train_s(time.time()):.1f}", train.epoch])
         log_f.flush()
         print(f"checkpoint step {step} val_loss {val_loss:.4f} -> {args.export_dir}",
               flush=True)
 
     ema = float("nan")
     val_reserve = 0.0  # seconds a validation+export takes, measured at the first one
+    if ck is not None:
+        ema = float(ck["meta"].get("train_loss", float("nan")))
     while step < total_steps:
         x = train.batch(args.batch_size)
-        if step == args.warmup_steps:
-            t_warm = time.time()
         lr = lr_at(step, time.time())
         for g in opt.param_groups:
             g["lr"] = lr
@@ -249,10 +341,10 @@ def main() -> None:
         now = time.time()
         if step % 10 == 0 or step == 1:
             log.writerow([step, f"{li:.4f}", "", f"{lr:.2e}", tokens,
-                          f"{now - t_start:.1f}", train.epoch])
+                          f"{train_s(now):.1f}", train.epoch])
             log_f.flush()
             print(f"step {step} loss {li:.4f} ema {ema:.4f} lr {lr:.2e} "
-                  f"tok {tokens} {tokens / (now - t_loop):.0f} tok/s", flush=True)
+                  f"tok {tokens} {(tokens - tokens0) / (now - t_loop):.0f} tok/s", flush=True)
         if now >= next_export:
             t0 = time.time()
             checkpoint(final=False)
