@@ -10,6 +10,7 @@ export interface SettingsReader {
 export interface ServerOptions {
   enable: boolean;
   model: string;
+  endpoint: string;
   revision: string | null;
   device: string;
   dtype: string;
@@ -31,6 +32,7 @@ export interface ServerOptions {
 export const DEFAULT_OPTIONS: Readonly<ServerOptions> = Object.freeze({
   enable: true,
   model: "bigcode/santacoder",
+  endpoint: "",
   revision: null,
   device: "auto",
   dtype: "auto",

@@ -26,6 +26,8 @@ M.defaults = {
   -- Server options, sent as initializationOptions (and workspace/didChangeConfiguration
   -- when setup() runs again). Keys are the server's camelCase names; anything left out
   -- keeps the server's default: enable, model ("bigcode/santacoder" | path | "bundled"),
+  -- endpoint (an OpenAI-compatible server such as vLLM, "http://gpu-box:8000/v1"; model is
+  -- then the served name; API key from $SANTA_API_KEY, else $OPENAI_API_KEY),
   -- revision, device, dtype, maxNewTokens, mode, fimOrder, contextBudget, suffixShare,
   -- temperature, topP, debounceMs, cacheSlots, threads.
   init_options = {},

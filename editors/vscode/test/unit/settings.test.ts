@@ -30,6 +30,7 @@ test("settings map one-to-one to camelCase server options", () => {
   const values = {
     enable: false,
     model: "bundled",
+    endpoint: "http://gpu-box:8000/v1",
     revision: "main",
     device: "cpu",
     dtype: "float32",
@@ -53,6 +54,12 @@ test("an empty revision is sent as null and strings are trimmed", () => {
   const options = readSettings(reader({ revision: "  ", model: " bundled " })).options;
   assert.equal(options.revision, null);
   assert.equal(options.model, "bundled");
+});
+
+test("an endpoint is trimmed; empty means in-process", () => {
+  assert.equal(readSettings(reader({ endpoint: " http://gpu-box:8000/v1 " })).options.endpoint, "http://gpu-box:8000/v1");
+  assert.equal(readSettings(reader({ endpoint: "   " })).options.endpoint, "");
+  assert.equal(readSettings(reader({ endpoint: 8000 })).options.endpoint, "");
 });
 
 test("values of the wrong type fall back to the default", () => {
