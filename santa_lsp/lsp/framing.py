@@ -121,12 +121,12 @@ class Framer:
             self._pos = 0
         return out
 
-    def _skip(self, end: int, why: str) -> None:
+    def _skip(self, end: int, why: str, kind: str = "skip") -> None:
         skipped = self._buf[self._pos:end]
         self._pos = end
         if skipped.strip():
             self.skipped_bytes += len(skipped)
-            self._report("skip", f"skipped {len(skipped)} bytes ({why}): {preview(skipped)}")
+            self._report(kind, f"skipped {len(skipped)} bytes ({why}): {preview(skipped)}")
 
     def _step(self, out: list[Message | Broken]) -> bool:
         if self._need is None:
@@ -143,13 +143,13 @@ class Framer:
                 for last in _CONTENT_LENGTH.finditer(buf, max(pos, len(buf) - 256)):
                     pass
                 keep = last.start() if last is not None else len(buf) - 32
-                self._skip(keep, f"no header end within {self.max_header} bytes")
+                self._skip(keep, f"no header end within {self.max_header} bytes", "skip-flood")
                 return True
             return False
         block = bytes(buf[pos:end.start()])
         lengths = list(_CONTENT_LENGTH.finditer(block))
         if not lengths:
-            self._skip(end.end(), "a header block without Content-Length")
+            self._skip(end.end(), "a header block without Content-Length", "skip-no-length")
             return True
         last = lengths[-1]
         # What precedes the Content-Length header must be header lines; anything else is junk
@@ -161,11 +161,12 @@ class Framer:
             return True  # the header block starts here now
         value = last.group(1).strip()
         if not value.isdigit() or not value.isascii():
-            self._skip(end.end(), f"Content-Length {preview(value, 30)} is not a length")
+            self._skip(end.end(), f"Content-Length {preview(value, 30)} is not a length", "skip-bad-length")
             return True
         if len(value) > 15 or int(value) > self.max_body:
             self._skip(end.end(), f"Content-Length {int(value) if len(value) < 40 else value[:40]!r} is over "
-                                        f"the limit of {self.max_body} bytes; its body is skipped up to the next header")
+                                        f"the limit of {self.max_body} bytes; its body is skipped up to the next header",
+                       "skip-too-large")
             return True
         self._pos = end.end()
         self._need = int(value)
@@ -209,7 +210,7 @@ class Framer:
             self._finish(out, item, at)
         else:
             self._need = None
-            self._skip(at, "a body cut short by the next header")
+            self._skip(at, "a body cut short by the next header", "skip-cut")
         return True
 
     def _finish(self, out: list[Message | Broken], item: Message | Broken, end: int) -> None:
