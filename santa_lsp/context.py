@@ -1,15 +1,17 @@
 """Cursor -> the shape of the suggestion to ask for: none, a single line, or a block.
 
-- Inside a word (`foo|bar`): no suggestion; any insertion would split the word.
-- Code after the cursor on its line (`print(|)` is fine too): a single line.
+- Code after the cursor on its line (`print(|)`, `retu| null;`, inside a word `getU|Name`):
+  a single line; post-processing makes it meet the rest of the line without doubling it.
 - An empty line after a block opener (`:`, `{`, ...), an empty body (a blank line whose
-  block ends right after it), or the cursor between `{` and `}`: a multi-line block.
+  block ends right after it), or the cursor between the braces of a code block
+  (`function f() {|}`, not an object literal `= {|}`, `${|}` or a Python dict): a multi-line block.
 - Column 0 of a line that holds code: a single line inserted above that line
   (`Context.opens_line`), the shape of HumanEval-infilling holes.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,6 +19,10 @@ from functools import cached_property
 BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
 # Auto-closed pairs and punctuation that may follow the cursor on an otherwise empty line.
 CLOSERS = set(")]}\"'`;,: \t")
+# What stands before the `{` of a code block (`) {`, `=> {`, `else {`, `class A extends B {`),
+# as opposed to object literals, destructuring, template `${` and Python dicts or sets.
+_BRACE_BLOCK = re.compile(r"(\)|=>|\b(else|try|finally|do)|\b(class|interface|enum|struct|namespace|impl|trait)"
+                          r"\b[^=(){}]*)\s*$")
 # How far `following_lines` looks.
 MAX_FOLLOWING_LINES = 50
 
@@ -73,8 +79,6 @@ def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
     line_prefix, line_suffix = text[line_start:cursor], text[cursor:line_end].rstrip("\r")
     if line_prefix and not line_prefix.strip() and line_suffix.strip("".join(CLOSERS)):
         return None  # inside the indentation of a line of code
-    if line_prefix and line_suffix and is_word_char(line_suffix[0]):
-        return None  # in the middle of or just before a word: any insertion would split it
     ctx = Context(text, cursor, line_prefix, line_suffix, "single-line")
     if mode == "auto":
         mode = "multi-line" if _wants_block(ctx) else "single-line"
@@ -85,7 +89,7 @@ def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
 def _wants_block(ctx: Context) -> bool:
     prefix = ctx.line_prefix.rstrip()
     if prefix.endswith("{") and ctx.line_suffix.strip().startswith("}"):
-        return True  # `f() {|}`: the body of an auto-closed block
+        return bool(_BRACE_BLOCK.search(prefix[:-1]))  # `f() {|}`: the body of an auto-closed block
     if prefix or ctx.line_suffix.strip(" \t)]}"):
         return False  # code on the line: complete the line
     prev = ctx.previous_line

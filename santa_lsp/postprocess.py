@@ -3,10 +3,13 @@
 In order: cut at end-of-text / FIM markers spelled out as text; cut to the shape (one line,
 or the block the cursor is in: stop when indentation returns above it, or, at the top level,
 at a blank line followed by a dedent); cut where the output starts repeating the lines that follow the
-cursor or itself; trim trailing whitespace; fit the end of the suggestion to the rest of
-the cursor's line (auto-closed brackets and quotes) so that accepting it doubles nothing,
-with brackets balanced against that rest; drop what is left if it is blank, trivially short
-or a copy of the line above.
+cursor or itself; drop an incomplete last line when generation hit the token limit; trim
+trailing whitespace (not where code follows on the line); fit the end of the suggestion to
+the rest of the cursor's line (auto-closed brackets and quotes) so that accepting it doubles
+nothing, with brackets balanced against the text before the cursor (from the start of the
+document, so a docstring cannot flip the quote parity) and the lines after it (a closer the
+document already has is not typed again); drop what is left if it is blank or a copy of the
+line above.
 
 `stop_early` applies the same cut rules to the complete lines generated so far, so the
 engine stops decoding as soon as the cut is certain.
@@ -15,14 +18,14 @@ engine stops decoding as soon as the cut is certain.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from santa_lsp.context import BLOCK_OPENERS, CLOSERS, Context, indent_width
 
 # Control tokens a model may spell out as plain text; the suggestion ends before any of them.
 STOP_STRINGS = ("<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>", "<fim_", "<|file_sep|>")
-# Suggestions with fewer non-blank characters are not worth showing (closing brackets aside).
-MIN_CHARS = 2
+# More blank lines than this before any code: the model is lost (seen: 56 newlines, then junk).
+MAX_LEADING_BLANK_LINES = 2
 # Longest block (in lines) whose immediate repetition is detected.
 MAX_REPEAT_BLOCK = 4
 # A copy of the line above shorter than this may be deliberate (`}`, `pass`, `print()`).
@@ -33,8 +36,13 @@ _LINE_REPETITION = re.compile(r"(.{1,20}?)\1{4,}$")
 _OPENERS = {")": "(", "]": "[", "}": "{"}
 # A line of only these closes the block above it (`}`, `});`, `)`).
 CLOSING_PUNCTUATION = set(")]};,")
-# How much text before the cursor the bracket scan reads.
-BRACKET_CONTEXT_CHARS = 4000
+# How much text before the cursor the bracket scan reads: from the document's start up to this
+# (a regex scan, ~10 ms for 200 kB), so that it starts outside strings; and after the cursor.
+BRACKET_CONTEXT_CHARS = 200_000
+BRACKET_LOOKAHEAD_CHARS = 50_000
+# Degenerate repetition inside a line: a unit of 2-20 characters with two or more letters, four
+# times in a row (`to_to_to_to_`). Such a line is dropped, and decoding stops at it.
+_INLINE_REPETITION = re.compile(r"(.{2,20}?)\1{3,}")
 
 
 @dataclass
@@ -49,50 +57,82 @@ def stop_early(text: str, ctx: Context) -> bool:
     """True once the generated text is certain to be cut before its end (saves decode steps)."""
     if _stop_string_at(text) >= 0:
         return True
+    if not text.strip():
+        return text.count("\n") > MAX_LEADING_BLANK_LINES + bool(ctx.line_prefix.strip())
+    lines = text.split("\n")
+    if _degenerate_at(lines[-1]) >= 0:
+        return True
     if ctx.mode == "single-line":
         return "\n" in _skip_leading_blank_lines(text, ctx)
-    lines = text.split("\n")
     complete = lines[:-1]  # the last line may still grow
     return len(complete) > 1 and _cut_lines(complete, ctx) < len(complete)
 
 
-def clean(text: str, ctx: Context) -> Suggestion:
-    """Cut, trim and filter `text` (generated at the cursor); an empty text means show nothing."""
+def clean(text: str, ctx: Context, truncated: bool = False) -> Suggestion:
+    """Cut, trim and filter `text` (generated at the cursor); an empty text means show nothing.
+
+    `truncated`: generation hit the token limit, so the last line may be incomplete.
+    """
     text = text.replace("\r\n", "\n")
     stop = _stop_string_at(text)
     if stop >= 0:
-        text = text[:stop]
-    if ctx.mode == "single-line":
-        text = _skip_leading_blank_lines(text, ctx)
+        text, truncated = text[:stop], False
+    text = _skip_leading_blank_lines(text, ctx)
     lines = text.split("\n")
     if ctx.mode == "single-line":
         lines = lines[:1]
+    elif truncated and len(lines) > 0:
+        lines = lines[:-1]  # a block never ends mid-line: `if item is not None` without its `:`
     lines = lines[: _cut_lines(lines, ctx)]
-    lines = [line.rstrip() for line in lines]
-    while lines and not lines[-1]:
+    # Trailing blanks go, except before code on the cursor's line: `if (|{` needs `esc) `.
+    keep_last = len(lines) == 1 and ctx.line_suffix[:1] not in ("", " ", "\t")
+    lines = [line if keep_last else line.rstrip() for line in lines]
+    while lines and not lines[-1].strip():
         lines.pop()
     text = "\n".join(lines)
     if not text.strip() or _copies_line_above(lines, ctx):
         return Suggestion("")
     if ctx.opens_line:
         # Whole lines inserted above the cursor's line: end with the line break.
-        suggestion = Suggestion(_balanced_prefix(text, ctx) + "\n")
-    else:
-        suggestion = _fit_to_line_suffix(text, ctx)
-    visible = suggestion.text.strip()
-    if len(visible.replace(" ", "")) < MIN_CHARS and not set(visible) <= set(")]}"):
-        return Suggestion("")
-    return suggestion
+        text = _balanced_prefix(text, ctx)
+        return Suggestion(text + "\n" if text.strip() else "")
+    suggestion = _fit_to_line_suffix(text, ctx)
+    return suggestion if suggestion.text.strip() else Suggestion("")
 
 
 # -- stop rules ------------------------------------------------------------------------------
 def _skip_leading_blank_lines(text: str, ctx: Context) -> str:
-    """At column 0 a single-line suggestion is the first line with code: output that opens with
-    a blank line (common after the previous line's newline) still has one to show."""
-    if ctx.line_prefix:
+    """A suggestion never begins with blank lines.
+
+    On a blank cursor line (column 0 or editor-indented) the suggestion starts at the first line
+    with code, its indentation less the cursor's column; code indented less than the cursor
+    would leave the block the cursor is in (`\n\n\nreturn x + 1` in a body), so nothing is left.
+    After code on the cursor's line, the line break stays and the blank lines after it go.
+    More than MAX_LEADING_BLANK_LINES blank lines mean the model is lost: nothing is left.
+    """
+    first, sep, rest = text.partition("\n")
+    if first.strip() or not sep:
         return text
     stripped = text.lstrip(" \t\n")
-    return text[text.rfind("\n", 0, len(text) - len(stripped)) + 1 :]
+    blank = text[: len(text) - len(stripped)]
+    line_start = blank.rfind("\n") + 1
+    if blank.count("\n") > MAX_LEADING_BLANK_LINES + bool(ctx.line_prefix.strip()):
+        return ""
+    code = text[line_start:]
+    if ctx.line_prefix.strip():
+        return "\n" + code
+    indent = ctx.line_prefix
+    if not code.startswith(indent):
+        return ""
+    return code[len(indent):]
+
+
+def _degenerate_at(line: str) -> int:
+    """Offset where a line degenerates into a repeated unit (`to_to_to_to_`), or -1."""
+    for m in _INLINE_REPETITION.finditer(line):
+        if sum(c.isalpha() for c in m.group(1)) >= 2:
+            return m.start()
+    return -1
 
 
 def _stop_string_at(text: str) -> int:
@@ -181,6 +221,8 @@ def _repetition_start(lines: list[str], ctx: Context) -> int:
         m = _LINE_REPETITION.search(line.strip()[-200:])
         if m and (any(c.isalnum() for c in m.group(1)) or len(set(m.group(1))) > 1):  # `====` is a ruler
             return i
+        if _degenerate_at(line[-400:]) >= 0:
+            return i
     for i in range(len(lines)):
         for k in range(1, MAX_REPEAT_BLOCK + 1):
             block = lines[i : i + k]
@@ -203,38 +245,40 @@ def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
     """Choose how the suggestion meets the rest of the cursor's line so that nothing doubles.
 
     Candidates, the first whose brackets and quotes balance against the rest of the line wins:
-    the text as is; the text without a tail equal to the rest of the line (the model typed the
-    auto-closed `)` again); the text replacing the rest of the line, when that rest is only
-    closing punctuation the text also contains (`"hi", end="")` over `)`). Failing all of
-    them, the text is cut before its first unmatched closer.
+    the text without a tail equal to the rest of the line (the model ran on and typed it again:
+    `q__(self, other):` over `(self, other):`); the text as is; the text replacing the rest of
+    the line, when that rest is only closing punctuation the text also contains (`"hi", end="")`
+    over `)`). Failing all of them, the text is cut before its first closer that is not owed.
     """
     rest = ctx.line_suffix.rstrip()
     if not rest.strip():
         return Suggestion(_balanced_prefix(text, ctx))
-    candidates = [Suggestion(text)]
-    tail = rest.strip()
-    if text.endswith(tail):
-        trimmed = text[: -len(tail)]
-        if not trimmed.rstrip(" \t").endswith("\n"):  # keep a closer's own line: `{...\n}`
+    candidates = []
+    retyped = rest.lstrip()
+    if text.endswith(retyped) and len(text) > len(retyped):
+        trimmed = text[: len(text) - len(retyped)]
+        if rest[:1].isspace() and not trimmed.rstrip(" \t").endswith("\n"):  # keep a closer's own line
             trimmed = trimmed.rstrip()
-        candidates.append(Suggestion(trimmed if trimmed.strip() else ""))
-    if set(rest) <= CLOSERS and _is_subsequence(tail.replace(" ", ""), text.split("\n", 1)[0]):
+        candidates.append(Suggestion(trimmed))
+    candidates.append(Suggestion(text))
+    if set(rest) <= CLOSERS and _is_subsequence(rest.strip().replace(" ", ""), text.split("\n", 1)[0]):
         candidates.append(Suggestion(text, len(rest)))
-    baseline = _scan(ctx, "", rest)
+    baseline = _check(ctx, "", 0)
+    checks = [(cand, _check(ctx, cand.text, cand.replace_len)) for cand in candidates if cand.text.strip()]
     for strict in (True, False):
-        for cand in candidates:
-            state = _scan(ctx, cand.text, rest[cand.replace_len :])
-            if state.unmatched < 0 and state.quote == baseline.quote and (not strict or state.stack == baseline.stack):
+        for cand, fit in checks:
+            # Strict: the line ends with the brackets the document had open there, or fewer (the
+            # suggestion closed what the user had not typed yet, with closers that are owed).
+            balanced = fit.stack == baseline.stack[: len(fit.stack)]
+            if fit.unmatched < 0 and fit.quote == baseline.quote and (not strict or balanced):
                 return cand
     return Suggestion(_balanced_prefix(text, ctx))
 
 
 def _balanced_prefix(text: str, ctx: Context) -> str:
-    """`text` cut before its first closer that closes nothing (and its trailing blanks)."""
-    state = _scan(ctx, text, "")
-    if state.unmatched < 0:
-        return text
-    return text[: state.unmatched].rstrip()
+    """`text` cut before its first closer that is not owed (and its trailing blanks)."""
+    fit = _check(ctx, text, 0)
+    return text if fit.unmatched < 0 else text[: fit.unmatched].rstrip()
 
 
 def _is_subsequence(needle: str, hay: str) -> bool:
@@ -246,56 +290,115 @@ def _is_subsequence(needle: str, hay: str) -> bool:
 class _ScanState:
     stack: list[str]
     quote: str = ""  # the open string's delimiter at the end, '' outside strings
-    unmatched: int = -1  # offset in the suggestion of its first closer that closes nothing
+    comment: str = ""  # "line" or "block" inside a comment
+    hash_comments: bool = True  # `#` starts a comment (Python, shell); else `//` and `/* */`
+    unmatched: int = -1  # offset of the first closer that closes nothing
+    unmatched_count: int = 0
+    # Offsets of closers that close a bracket opened before the scanned text.
+    outer_pops: list[int] = field(default_factory=list)
+
+    def copy(self) -> _ScanState:
+        return _ScanState(list(self.stack), self.quote, self.comment, self.hash_comments)
 
 
-def _scan(ctx: Context, suggestion: str, rest: str) -> _ScanState:
-    """Scan brackets and quotes through the text before the cursor, the suggestion, then `rest`.
+@dataclass
+class _Fit:
+    unmatched: int  # offset in the suggestion of its first closer that closes nothing or doubles one
+    stack: list[str]  # brackets open after the suggestion and the rest of the line
+    quote: str  # string open there
 
-    A light lexer for any language: strings in ', " and ` (triple quotes span lines, others end
-    at the line's end), comments after # (and // outside Python-looking code). Unmatched
-    closers before the cursor are ignored (the window may start mid-expression); in the
-    suggestion or after it they count. A closer in `rest` closing nothing marks offset
-    len(suggestion).
-    """
-    start = max(0, ctx.cursor - BRACKET_CONTEXT_CHARS)
-    before = ctx.text[start : ctx.cursor]
-    nl = before.find("\n")
-    if start > 0 and nl >= 0:
-        before = before[nl + 1 :]
-    slash_comments = not re.search(r"^\s*(def |import |from \S+ import|#)", before, re.M)
-    state = _ScanState([])
-    joined = before + suggestion + rest
-    boundary, end_of_suggestion = len(before), len(before) + len(suggestion)
-    i, n = 0, len(joined)
-    while i < n:
-        ch = joined[i]
+
+_LEXEMES = re.compile(r"""\\.|\"\"\"|'''|["'`\n()\[\]{}#]|//|/\*|\*/""", re.S)
+
+
+def _advance(state: _ScanState, text: str) -> None:
+    """Scan `text` from `state`, changing it in place: strings in ', " and ` (triple quotes span
+    lines, others end at the line's end), comments, brackets."""
+    floor = len(state.stack)
+    for m in _LEXEMES.finditer(text):
+        tok = m.group()
+        if state.comment:
+            if (state.comment == "line" and tok == "\n") or (state.comment == "block" and tok == "*/"):
+                state.comment = ""
+            continue
         if state.quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if joined.startswith(state.quote, i):
-                i += len(state.quote)
+            if tok == state.quote:
                 state.quote = ""
-                continue
-            if ch == "\n" and len(state.quote) == 1 and state.quote != "`":
+            elif tok == "\n" and len(state.quote) == 1 and state.quote != "`":
                 state.quote = ""
-            i += 1
             continue
-        if ch == "#" or (slash_comments and joined.startswith("//", i)):
-            nl = joined.find("\n", i)
-            i = n if nl < 0 else nl
+        if tok[0] == "\\":
             continue
-        if ch in "\"'`":
-            state.quote = joined[i : i + 3] if joined.startswith(ch * 3, i) else ch
-            i += len(state.quote)
-            continue
-        if ch in "([{":
-            state.stack.append(ch)
-        elif ch in _OPENERS:
-            if state.stack and state.stack[-1] == _OPENERS[ch]:
+        if tok == "#":
+            state.comment = "line" if state.hash_comments else ""
+        elif tok in ("//", "/*"):
+            if not state.hash_comments:
+                state.comment = "line" if tok == "//" else "block"
+        elif tok[0] in "\"'`":
+            state.quote = tok
+        elif tok in "([{":
+            state.stack.append(tok)
+        elif tok in _OPENERS:
+            if state.stack and state.stack[-1] == _OPENERS[tok]:
                 state.stack.pop()
-            elif i >= boundary and state.unmatched < 0:
-                state.unmatched = min(i, end_of_suggestion) - boundary
-        i += 1
+                if len(state.stack) < floor:
+                    floor = len(state.stack)
+                    state.outer_pops.append(m.start())
+            else:
+                state.unmatched_count += 1
+                if state.unmatched < 0:
+                    state.unmatched = m.start()
+
+
+def _state_at_cursor(ctx: Context) -> _ScanState:
+    """Brackets, strings and comments open at the cursor, scanned from the document's start (at
+    most BRACKET_CONTEXT_CHARS back, from a line start); unmatched closers before it are ignored
+    (the window may start mid-expression). Computed once per request."""
+    cached = ctx.__dict__.get("_scan_state")
+    if cached is not None:
+        return cached
+    start = max(0, ctx.cursor - BRACKET_CONTEXT_CHARS)
+    if start > 0:
+        nl = ctx.text.find("\n", start, ctx.cursor)
+        start = nl + 1 if nl >= 0 else ctx.cursor
+    before = ctx.text[start : ctx.cursor]
+    python_like = bool(re.search(r"^\s*(def |import |from \S+ import|#)", before, re.M))
+    c_like = not python_like and bool(re.search(r"(^|\s)(//|/\*)|;\s*$", before, re.M))
+    state = _ScanState([], hash_comments=not c_like)
+    _advance(state, before)
+    state = state.copy()
+    ctx.__dict__["_scan_state"] = state
     return state
+
+
+def _unmatched_after(ctx: Context, state: _ScanState, replace_len: int) -> int:
+    """How many closers of the document after the cursor (and the replaced range) close nothing,
+    scanned from `state`, within BRACKET_LOOKAHEAD_CHARS."""
+    at = ctx.cursor + replace_len
+    probe = state.copy()
+    _advance(probe, ctx.text[at : at + BRACKET_LOOKAHEAD_CHARS])
+    return probe.unmatched_count
+
+
+def _check(ctx: Context, suggestion: str, replace_len: int) -> _Fit:
+    """How `suggestion`, replacing `replace_len` characters after the cursor, fits the brackets.
+
+    A closer in the suggestion is not owed when it closes nothing, or when it closes a bracket
+    that the document closes itself after the cursor: with it accepted, more of the document's
+    closers would close nothing (a lone `}` in an empty body whose `}` is on the next line).
+    The document's closers close the innermost brackets first, so the suggestion's last
+    closers of outer brackets are the doubled ones.
+    """
+    at_cursor = _state_at_cursor(ctx)
+    state = at_cursor.copy()
+    _advance(state, suggestion)
+    unmatched = state.unmatched
+    extra = _unmatched_after(ctx, state, replace_len) - _unmatched_after(ctx, at_cursor, replace_len)
+    if extra > 0:
+        doubled = state.outer_pops[-extra] if extra <= len(state.outer_pops) else 0
+        unmatched = doubled if unmatched < 0 else min(unmatched, doubled)
+    rest = state.copy()
+    _advance(rest, ctx.line_suffix[replace_len:].rstrip())
+    if unmatched < 0 and rest.unmatched >= 0 and not extra > 0:
+        unmatched = len(suggestion)  # a closer in the rest of the line now closes nothing
+    return _Fit(unmatched, rest.stack, rest.quote)

@@ -81,9 +81,11 @@ class PromptBuilder:
             ids = self.tok.encode(text[cursor:end])
             if len(ids) <= budget:
                 return ids, end
-            # Too long: drop whole lines from the end (or, for one huge line, characters).
-            cut = text.rfind("\n", cursor, end - 1)
-            end = cut + 1 if cut >= cursor else cursor + (end - cursor) * budget // (len(ids) + 1)
+            # Too long: cut at the last line break before the share of the text that fits, in
+            # proportion (one line at a time re-tokenized kilobytes a hundred times per keystroke).
+            guess = cursor + (end - cursor) * budget // (len(ids) + 1)
+            cut = text.rfind("\n", cursor, guess)
+            end = cut + 1 if cut >= cursor else guess
 
     def _prefix(self, text: str, cursor: int, budget: int, doc: str) -> tuple[list[int], int]:
         """Text before the cursor from the remembered window start, moved only on overflow."""

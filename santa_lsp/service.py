@@ -136,7 +136,7 @@ class CompletionService:
         # Token healing re-generates the removed text; the suggestion starts at the cursor.
         raw = raw[len(healed):] if raw.startswith(healed) else ""
         if postprocessing:
-            suggestion = postprocess.clean(raw, ctx)
+            suggestion = postprocess.clean(raw, ctx, truncated=result.stop_reason in ("length", "context"))
         else:
             suggestion = postprocess.Suggestion(raw)
         t3 = time.perf_counter()

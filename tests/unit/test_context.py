@@ -14,8 +14,6 @@ def at(marked: str, mode: str = "auto"):
 
 
 @pytest.mark.parametrize("marked", [
-    "x = 1\npri|nt(x)\n",  # inside a word
-    "total = |count + 1\n",  # right before a word
     "def f():\n    |return 1\n",  # inside the indentation of a line of code
 ])
 def test_no_suggestion(marked):
@@ -29,6 +27,13 @@ def test_no_suggestion(marked):
     "for i in range(10):\n    total += |\n",  # end of a line with code
     "def f(x):\n    y = x * 2\n    |\n    return y\n",  # blank line inside a block that goes on
     "x = 1\n|\ny = 2\n",
+    # Inside or right before a word: the hole of an identifier (replay kinds inside-word and
+    # identifier-rest); post-processing keeps the rest of the word from doubling.
+    "x = 1\npri|nt(x)\n",
+    "total = |count + 1\n",
+    # Braces that are not a code block: object literals, destructuring, templates, dicts.
+    "const o = {|}\n", "const {|} = obj\n", "const s = `${|}`\n", "d = {|}\n", "f'{|}'\n",
+    "foo({|})\n",
 ])
 def test_single_line(marked):
     ctx = at(marked)
@@ -40,7 +45,8 @@ def test_single_line(marked):
     "def f(x):\n|\n",  # not yet indented
     "class A:\n    def f(self):\n        |\n\nx = 1\n",
     "if (ready) {\n  |\n}\n",
-    "function f() {|}\n",  # between auto-closed braces
+    "function f() {|}\n",  # between auto-closed braces of a code block
+    "if (x) {|}\n", "} else {|}\n", "const f = () => {|}\n", "class A extends B {|}\n", "try {|}\n",
     'def f(x):\n    """Doc."""\n    |\n\n\ndef g():\n    pass\n',  # an empty body after a docstring
     "import os\n\nfor name in os.listdir():\n    print(name)\n    |",  # end of a block at the end of the file
     "|",  # an empty file
@@ -61,7 +67,7 @@ def test_column_zero_of_a_code_line_inserts_a_line_above():
 def test_mode_option_forces_the_shape(mode):
     assert at("def f(x):\n    |", mode).mode == mode
     assert at("print(|)", mode).mode == mode
-    assert at("pri|nt", mode) is None  # still nothing inside a word
+    assert at("    |return 1", mode) is None  # still nothing inside the indentation of code
 
 
 def test_lines_around_the_cursor():

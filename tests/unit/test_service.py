@@ -100,10 +100,13 @@ def test_cache_is_keyed_by_options_and_skipped_when_asked(scripted):
     assert service.complete(text, 4).source == "model"
 
 
-def test_no_suggestion_inside_a_word(scripted):
-    service = scripted(lambda prompt: "never")
-    assert service.complete("print(x)", 3) is None
-    assert service.engine.calls == 0
+def test_inside_a_word_the_rest_of_the_word_is_not_doubled(scripted):
+    # The model fills the hole and runs on into the rest of the word: only the hole is shown.
+    service = scripted(lambda prompt: "ser_name(x)\n")
+    c = service.complete("get_u_name(x)\n", 5)
+    assert (c.text, c.replace_end) == ("ser", 5)
+    assert service.complete("def f():\n    return 1\n", 11) is None  # inside indentation: no request
+    assert service.engine.calls == 1
 
 
 def test_prefetch_answers_the_accepted_state_at_once(scripted):
