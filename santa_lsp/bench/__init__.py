@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-agreement", action="store_true")
     p.add_argument("--bandwidth-mib", type=int, default=1024)
     p.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up probe")
+    p.add_argument("--endpoint", default="", metavar="URL",
+                   help="also replay through this OpenAI-compatible server (vLLM serving the same model): "
+                        "variants remote (SPM) and remote-psm, with its prefix-cache hits from /metrics")
+    p.add_argument("--served-model", default="", help="the model's name on --endpoint (default: --model)")
     p.add_argument("--lsp", action="store_true", help="also measure through `santa-lsp serve --stdio`")
     p.add_argument("--lsp-keystrokes", type=int, default=60)
     p.add_argument("--out", type=Path, help="write the markdown table here")

@@ -11,6 +11,9 @@ pipeline. All variants run interleaved, keystroke by keystroke, on the same weig
 - `fp32`       the same as `ours` in float32 (only when `ours` runs in another dtype)
 - `baseline`   SantaCoder's model card: transformers `GPTBigCodeForCausalLM.generate` on the
                full (PSM) prompt at every keystroke, greedy, in float32
+- `remote`, `remote-psm`  with `--endpoint`: the same pipeline through an OpenAI-compatible
+               server (vLLM) serving the same model, SPM and PSM; reused tokens are the
+               server's prefix-cache hits at that keystroke (vLLM's /metrics counters)
 
 Every model run generates exactly `--max-new-tokens` tokens (end-of-text suppressed, no stop
 rule) so that early stops flatter no one. Decode time is printed next to its physical floor:
@@ -190,6 +193,64 @@ class BaselineVariant(Variant):
                                    do_sample=False, pad_token_id=self.eot, eos_token_id=self.eot)
         ms = (time.perf_counter() - t0) * 1e3
         return Sample(ms, False, len(prompt.ids), 0, out.shape[1] - ids.shape[1])
+
+
+class FixedLengthRemote:
+    """A RemoteEngine whose every generation is exactly max_new_tokens long (vLLM: ignore_eos)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.inner = engine
+        self.tokenizer, self.n_positions, self.name = engine.tokenizer, engine.n_positions, engine.name
+
+    def generate(self, prompt, params, key="", cancelled=lambda: False, reuse=True) -> GenerationResult:
+        params = dataclasses.replace(params, stop=None, exact_length=True)
+        return self.inner.generate(prompt, params, key, cancelled, reuse)
+
+
+class RemoteVariant(Variant):
+    """The pipeline through a remote server; computed/reused tokens from its prefix-cache counters."""
+
+    def __init__(self, name: str, what: str, engine: Any, opts: Options) -> None:
+        super().__init__(name, what)
+        self.service = CompletionService(FixedLengthRemote(engine), opts)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(engine.endpoint)
+        self.metrics_url = f"{parts.scheme}://{parts.netloc}/metrics"
+        self.cache_queries = self.cache_hits = 0
+
+    def prefix_cache(self) -> tuple[float, float]:
+        """vLLM's prefix-cache counters (tokens queried, tokens hit); zeros elsewhere."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0, 0.0
+        q = h = 0.0
+        for line in text.splitlines():
+            if line.startswith("vllm:prefix_cache_queries_total"):
+                q += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("vllm:prefix_cache_hits_total"):
+                h += float(line.rsplit(" ", 1)[1])
+        return q, h
+
+    def run(self, key: Keystroke) -> Sample:
+        q0, h0 = self.prefix_cache()
+        t0 = time.perf_counter()
+        c = self.service.complete(key.text, key.cursor, doc=key.doc)
+        ms = (time.perf_counter() - t0) * 1e3
+        if c is None:
+            return Sample(ms)
+        if c.generation is None:
+            return Sample(ms, typeahead=True)
+        q1, h1 = self.prefix_cache()
+        queried, hit = int(q1 - q0), int(h1 - h0)
+        self.cache_queries += queried
+        self.cache_hits += hit
+        g = c.generation
+        return Sample(ms, False, queried - hit, hit, g.generated_tokens, g.prefill_ms, g.decode_ms)
 
 
 def transformers_twin(model: GPTBigCode) -> Any:
@@ -413,6 +474,20 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     if "baseline" in wanted:
         variants.append(BaselineVariant(transformers_twin(fp32), tokenizer, opts, fp32.config.n_positions))
         variants[-1].every = args.slow_every
+    endpoint = getattr(args, "endpoint", "")
+    if endpoint:
+        from santa_lsp.engine.remote import connect
+
+        served = getattr(args, "served_model", "") or args.model
+        remote = connect(endpoint, served, allow_download=False)
+        report["endpoint"] = remote.endpoint
+        remote_opts = dataclasses.replace(opts, model=served, endpoint=endpoint, token_healing=False)
+        if "remote" in wanted or not any(w.startswith("remote") for w in wanted):
+            variants.append(RemoteVariant("remote", f"SPM via {remote.endpoint}", remote,
+                                          dataclasses.replace(remote_opts, fim_order="spm")))
+        if "remote-psm" in wanted or not any(w.startswith("remote") for w in wanted):
+            variants.append(RemoteVariant("remote-psm", f"PSM via {remote.endpoint}", remote,
+                                          dataclasses.replace(remote_opts, fim_order="psm")))
 
     log(f"replaying {len(keys)} keystrokes over {len(paths)} file(s), variants: {', '.join(v.name for v in variants)}")
     t_start = time.perf_counter()
@@ -424,6 +499,9 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
             log(f"  {i + 1}/{len(keys)} keystrokes, {time.perf_counter() - t_start:.0f}s")
     report["replay_s"] = round(time.perf_counter() - t_start, 1)
     report["variants"] = [_summary(v) for v in variants]
+    for row, v in zip(report["variants"], variants):
+        if isinstance(v, RemoteVariant):
+            row["prefix_cache_hit_rate"] = v.cache_hits / v.cache_queries if v.cache_queries else float("nan")
     _ratios(report["variants"], keys, variants)
 
     log("engine probe (decode vs floor, per dtype) ...")
@@ -633,6 +711,11 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {_f(v.get('ratio_p50', float('nan')), 2)} | {_f(v.get('ratio_mean', float('nan')), 2)} "
             f"| {_f(v['computed_per_key'])} | {_f(v['reused_per_key'])} | {v['typeahead_hits']} "
             f"| {_f(v['prefill_tok_s'])} | {_f(v['decode_ms_per_token'])} |")
+    remote = [v for v in r["variants"] if "prefix_cache_hit_rate" in v]
+    if remote:
+        out += ["", "Remote variants: token healing off (as for any remote endpoint); computed / reused tokens are "
+                "the server's prefix-cache misses / hits at each keystroke; prefix-cache hit rate over the run: "
+                + ", ".join(f"{v['name']} {v['prefix_cache_hit_rate'] * 100:.1f}%" for v in remote) + "."]
     out += ["", "x ours: this variant's latency over `ours`' on the same keystrokes (slow variants may run on every "
             "n-th keystroke only; `keys run` says how many). Latency is the wall time of one request, typing-ahead "
             "hits included; decode ms/tok excludes the first token, which comes from the prefill."]

@@ -267,11 +267,17 @@ def _sse_events(chunks: Iterator[bytes]) -> Iterator[Any]:
                 if payload == b"[DONE]":
                     yield "DONE"
                     return
-                try:
-                    yield json.loads(payload)
-                except ValueError:
-                    raise RemoteError("protocol", f"the server sent an event that is not JSON: {payload[:80]!r}") \
-                        from None
+                yield _json_event(payload)
+    if data:  # the body ended right after the last event's data line
+        payload = b"\n".join(data)
+        yield "DONE" if payload == b"[DONE]" else _json_event(payload)
+
+
+def _json_event(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise RemoteError("protocol", f"the server sent an event that is not JSON: {payload[:80]!r}") from None
 
 
 @dataclass
@@ -439,7 +445,7 @@ class RemoteEngine:
                 start: float, deadline: float) -> tuple[str, str, float | None, int]:
         exchange = _Exchange(self.endpoint, self.connect_timeout, cancelled)
         first_deadline = min(deadline, start + self.first_token_timeout)
-        text, reason, first_ms, cached = "", "length", None, 0
+        text, reason, first_ms, cached, finished = "", "length", None, 0, False
         t0 = time.perf_counter()
 
         def current_deadline() -> float:
@@ -471,10 +477,10 @@ class RemoteEngine:
                     finish = choice.get("finish_reason")
                     if finish:
                         # "stop": end of text or a stop token; "length": max_tokens.
-                        reason = "length" if finish == "length" else "eot"
+                        reason, finished = ("length" if finish == "length" else "eot"), True
                     if delta and params.stop is not None and params.stop(self.tokenizer.encode(healed + text)):
                         return text, "stop", first_ms, cached  # closing the stream aborts it on the server
-            if reason in ("eot", "length") and exchange.eof:
+            if finished:
                 return text, reason, first_ms, cached  # a server that ends without [DONE]
             raise _ConnectionLost("the stream ended before the answer did")
         except _Cancelled:

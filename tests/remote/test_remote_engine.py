@@ -3,6 +3,7 @@ cancellation, timeouts, retries, and the errors a user can act on."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 import time
@@ -55,6 +56,13 @@ def test_finish_reason_stop_is_end_of_text(fake, tok):
     fake.script.finish = "stop"
     result = engine(fake, tok).generate(spm(tok, "", "x = "), GenerationParams())
     assert result.stop_reason == "eot"
+
+
+def test_a_stream_without_done_marker_ends_at_its_finish_reason(fake, tok):
+    fake.script.done_marker = False
+    result = engine(fake, tok).generate(spm(tok, "", "x = "), GenerationParams())
+    assert tok.decode(result.ids) == "hello world\nmore text" and result.stop_reason == "length"
+    assert len(fake.completions()) == 1  # not taken for a cut stream
 
 
 def test_max_tokens_is_cut_to_the_served_context(fake, tok):
@@ -328,3 +336,27 @@ def test_cli_complete_through_an_endpoint(fake, tiny_model_dir, tmp_path, capsys
     assert main(["complete", str(src), "--line", "2", "--column", "8", "--endpoint", fake.url,
                  "--model", str(tiny_model_dir)]) == 2
     assert "it serves: served-name" in capsys.readouterr().err
+
+
+def test_bench_remote_variants(fake, tiny_model_dir, tmp_path):
+    """`santa-lsp bench --endpoint`: remote SPM and PSM next to in-process (the fake has no
+    /metrics: prefix-cache figures are zero there)."""
+    from santa_lsp.bench import add_arguments
+    from santa_lsp.bench.core import markdown, run
+
+    fake.script.models, fake.script.pieces = [str(tiny_model_dir)], ["a", "b", "c", "d"]
+    src = tmp_path / "walk.py"
+    src.write_text("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n        yield name\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([str(src), "--model", str(tiny_model_dir), "--keystrokes", "6", "--max-new-tokens", "4",
+                              "--no-startup", "--probe-steps", "2", "--bandwidth-mib", "16", "--variants", "ours",
+                              "--endpoint", fake.url])
+    args.argv = ["bench"]
+    report = run(args, log=lambda msg: None)
+    rows = {v["name"]: v for v in report["variants"]}
+    assert set(rows) == {"ours", "remote", "remote-psm"}
+    assert rows["remote"]["keystrokes"] == 6 and rows["remote"]["p50_ms"] > 0
+    bodies = [r["body"] for r in fake.completions()]
+    assert bodies and all(b["ignore_eos"] and b["max_tokens"] == 4 for b in bodies)  # exact lengths
+    assert "prefix-cache hit rate over the run" in markdown(report)

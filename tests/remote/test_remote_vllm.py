@@ -310,3 +310,25 @@ async def test_vllm_killed_mid_request_and_restarted(keyed_vllm):
         if not server.alive():
             server.start()
     assert os.environ.get("SANTA_API_KEY") != KEY  # the key went to the child process only
+
+
+def test_bench_measures_vllm_prefix_caching(vllm):
+    """`santa-lsp bench --endpoint`: SPM prompts only grow while typing, so vLLM's prefix cache
+    serves most of each prompt; PSM changes the prompt's middle at every keystroke."""
+    import argparse
+
+    from santa_lsp.bench import add_arguments
+    from santa_lsp.bench.core import markdown, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", "bundled", "--keystrokes", "30", "--max-new-tokens", "8", "--no-startup",
+                              "--probe-steps", "2", "--bandwidth-mib", "16", "--variants", "ours",
+                              "--endpoint", vllm.url])
+    args.argv = ["bench"]
+    report = run(args, log=lambda msg: None)
+    rows = {v["name"]: v for v in report["variants"]}
+    spm, psm = rows["remote"]["prefix_cache_hit_rate"], rows["remote-psm"]["prefix_cache_hit_rate"]
+    assert spm > 0.8 and spm > psm, (spm, psm)
+    assert rows["remote"]["reused_per_key"] > rows["remote-psm"]["reused_per_key"]
+    assert "| remote |" in markdown(report)
