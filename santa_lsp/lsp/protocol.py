@@ -153,6 +153,8 @@ class SantaProtocol(LanguageServerProtocol):
         """Turn one top-level message into lsprotocol's type; answer a request that does not fit.
 
         (pygls' own version logs a traceback per bad message and answers nothing.)"""
+        if "jsonrpc" not in data:  # pygls' contract, for callers that use it as a json object_hook
+            return data
         method, msg_id = data.get("method"), data.get("id")
         try:
             if "id" in data:
