@@ -107,3 +107,29 @@ def test_engine_logits_match_transformers(tok, hf_model):
     with torch.no_grad():
         theirs = hf_model(input_ids=ids[None]).logits[0].float()
     torch.testing.assert_close(ours, theirs, atol=2e-3, rtol=1e-3)
+
+
+def test_corpus_decontamination_drops_eval_code_and_keeps_other_code():
+    """training/build_corpus.py keeps evaluation problems out of the training corpus: a file
+    with an eval problem's signature, or a 20-token window of its code, is dropped."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "training" / "build_corpus.py"
+    spec = importlib.util.spec_from_file_location("build_corpus", path)
+    bc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bc)
+    eval_file = Path(__file__).resolve().parent / "data" / "eval" / "python.jsonl"
+    rows = [json.loads(line) for line in eval_file.read_text().splitlines() if line.strip()]
+    problems = {"tests-eval": [{"name": r["task_id"], "texts": [],
+                                "code": r["prompt"] + r["canonical_solution"] + r["suffix"]}
+                               for r in rows]}
+    index = bc.decontam_index(problems)
+    sum_list = rows[0]["prompt"] + rows[0]["canonical_solution"] + rows[0]["suffix"]
+    assert bc.contaminated("import os\n\n" + sum_list, index) == "tests-eval"
+    # the signature alone (another body) is enough
+    assert bc.contaminated("def sum_list(numbers):\n    return 0\n", index) == "tests-eval"
+    # a long enough verbatim window of the body is enough, even without the signature
+    body = rows[0]["prompt"].split("\n", 1)[1] + rows[0]["canonical_solution"]
+    assert bc.contaminated("def total_of(numbers):\n" + body, index) == "tests-eval"
+    assert bc.contaminated((HELDOUT / "rich_fileno.py").read_text(), index) is None
+    assert bc.contaminated("def sum_items(xs):\n    return sum(xs)\n", index) is None

@@ -1,7 +1,7 @@
 """Validation loss of exported models on the same batches train.py validates on.
 
 The validation split (training/data/corpus/val.jsonl) with train.py's FIM transform
-(fixed seed 0, no shuffle), --val-batches batches of 4 x --seq-len tokens, in fp32, plus the
+(fixed seed 0, no shuffle), --val-batches batches of 4 x --seq-len tokens, in fp32 (--bf16: autocast, as train.py --bf16 validates), plus the
 loss on the held-out test files (tests/data/heldout, first 512 tokens). Use it to compare
 two models on one corpus: the numbers depend on the corpus build.
 
@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--val-batches", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast, as train.py --bf16 validates (default fp32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for path in args.models:
@@ -40,7 +42,7 @@ def main() -> None:
                            seed=0, shuffle=False)
         batches = [packer.batch(4) for _ in range(args.val_batches)]
         model = GPTBigCodeForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
-        out = {"model": str(path), "val_loss": round(evaluate(model, batches, False), 4)}
+        out = {"model": str(path), "val_loss": round(evaluate(model, batches, args.bf16), 4)}
         with torch.no_grad():
             for f in sorted(HELDOUT.glob("*.*")):
                 if f.suffix not in (".py", ".js", ".java"):
