@@ -244,7 +244,7 @@ def _copies_line_above(lines: list[str], ctx: Context) -> bool:
 def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
     """Choose how the suggestion meets the rest of the cursor's line so that nothing doubles.
 
-    Candidates, the first whose brackets and quotes balance against the rest of the line wins:
+    Candidates, ranked by how their brackets and quotes balance against the document after them:
     the text without a tail equal to the rest of the line (the model ran on and typed it again:
     `q__(self, other):` over `(self, other):`); the text as is; the text replacing the rest of
     the line, when that rest is only closing punctuation the text also contains (`"hi", end="")`
@@ -264,14 +264,19 @@ def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
     if set(rest) <= CLOSERS and _is_subsequence(rest.strip().replace(" ", ""), text.split("\n", 1)[0]):
         candidates.append(Suggestion(text, len(rest)))
     baseline = _check(ctx, "", 0)
-    checks = [(cand, _check(ctx, cand.text, cand.replace_len)) for cand in candidates if cand.text.strip()]
-    for strict in (True, False):
-        for cand, fit in checks:
-            # Strict: the line ends with the brackets the document had open there, or fewer (the
-            # suggestion closed what the user had not typed yet, with closers that are owed).
+    ranked = []
+    for order, cand in enumerate(candidates):
+        fit = _check(ctx, cand.text, cand.replace_len)
+        # A string the user opened on this line may be closed by the suggestion.
+        quoted = fit.quote == baseline.quote or (not fit.quote and len(baseline.quote) == 1)
+        if cand.text.strip() and fit.unmatched < 0 and quoted:
+            # Best: fewest closers in the document left closing nothing; then the line ends with
+            # the brackets the document had open there, or fewer (the suggestion closed what the
+            # user had not typed yet); then the order above.
             balanced = fit.stack == baseline.stack[: len(fit.stack)]
-            if fit.unmatched < 0 and fit.quote == baseline.quote and (not strict or balanced):
-                return cand
+            ranked.append((fit.after, not balanced, order, cand))
+    if ranked:
+        return min(ranked, key=lambda r: r[:3])[3]
     return Suggestion(_balanced_prefix(text, ctx))
 
 
@@ -297,8 +302,10 @@ class _ScanState:
     # Offsets of closers that close a bracket opened before the scanned text.
     outer_pops: list[int] = field(default_factory=list)
 
+    local: bool = False  # scanned from the cursor's line only (inside a docstring)
+
     def copy(self) -> _ScanState:
-        return _ScanState(list(self.stack), self.quote, self.comment, self.hash_comments)
+        return _ScanState(list(self.stack), self.quote, self.comment, self.hash_comments, local=self.local)
 
 
 @dataclass
@@ -306,6 +313,7 @@ class _Fit:
     unmatched: int  # offset in the suggestion of its first closer that closes nothing or doubles one
     stack: list[str]  # brackets open after the suggestion and the rest of the line
     quote: str  # string open there
+    after: int  # closers of the document after the cursor that close nothing with it accepted
 
 
 _LEXEMES = re.compile(r"""\\.|\"\"\"|'''|["'`\n()\[\]{}#]|//|/\*|\*/""", re.S)
@@ -362,10 +370,15 @@ def _state_at_cursor(ctx: Context) -> _ScanState:
         nl = ctx.text.find("\n", start, ctx.cursor)
         start = nl + 1 if nl >= 0 else ctx.cursor
     before = ctx.text[start : ctx.cursor]
-    python_like = bool(re.search(r"^\s*(def |import |from \S+ import|#)", before, re.M))
+    python_like = bool(re.search(r"^\s*(def \w|from [\w.]+ import |import [\w.]+\s*$|#)", before, re.M))
     c_like = not python_like and bool(re.search(r"(^|\s)(//|/\*)|;\s*$", before, re.M))
     state = _ScanState([], hash_comments=not c_like)
     _advance(state, before)
+    if len(state.quote) == 3 or state.comment == "block":
+        # In a docstring or block comment (a doctest, code in prose): the line's own brackets.
+        state = _ScanState([], hash_comments=state.hash_comments)
+        _advance(state, ctx.line_prefix)
+        state.local = True
     state = state.copy()
     ctx.__dict__["_scan_state"] = state
     return state
@@ -376,7 +389,8 @@ def _unmatched_after(ctx: Context, state: _ScanState, replace_len: int) -> int:
     scanned from `state`, within BRACKET_LOOKAHEAD_CHARS."""
     at = ctx.cursor + replace_len
     probe = state.copy()
-    _advance(probe, ctx.text[at : at + BRACKET_LOOKAHEAD_CHARS])
+    end = at + (len(ctx.line_suffix) - replace_len if state.local else BRACKET_LOOKAHEAD_CHARS)
+    _advance(probe, ctx.text[at:end])
     return probe.unmatched_count
 
 
@@ -393,12 +407,20 @@ def _check(ctx: Context, suggestion: str, replace_len: int) -> _Fit:
     state = at_cursor.copy()
     _advance(state, suggestion)
     unmatched = state.unmatched
-    extra = _unmatched_after(ctx, state, replace_len) - _unmatched_after(ctx, at_cursor, replace_len)
+    after = _unmatched_after(ctx, state, replace_len)
+    extra = after - _unmatched_after(ctx, at_cursor, replace_len)
     if extra > 0:
         doubled = state.outer_pops[-extra] if extra <= len(state.outer_pops) else 0
         unmatched = doubled if unmatched < 0 else min(unmatched, doubled)
     rest = state.copy()
     _advance(rest, ctx.line_suffix[replace_len:].rstrip())
-    if unmatched < 0 and rest.unmatched >= 0 and not extra > 0:
+    if unmatched < 0 and extra <= 0 and rest.unmatched_count > _rest_unmatched(ctx, replace_len):
         unmatched = len(suggestion)  # a closer in the rest of the line now closes nothing
-    return _Fit(unmatched, rest.stack, rest.quote)
+    return _Fit(unmatched, rest.stack, rest.quote, after)
+
+
+def _rest_unmatched(ctx: Context, replace_len: int) -> int:
+    """Closers in the rest of the cursor's line that close nothing without a suggestion."""
+    state = _state_at_cursor(ctx).copy()
+    _advance(state, ctx.line_suffix[replace_len:].rstrip())
+    return state.unmatched_count
