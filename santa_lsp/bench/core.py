@@ -481,7 +481,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
         served = getattr(args, "served_model", "") or args.model
         remote = connect(endpoint, served, allow_download=False)
         report["endpoint"] = remote.endpoint
-        remote_opts = dataclasses.replace(opts, model=served, endpoint=endpoint, token_healing=False)
+        remote_opts = dataclasses.replace(opts, model=served, endpoint=endpoint)
         if "remote" in wanted or not any(w.startswith("remote") for w in wanted):
             variants.append(RemoteVariant("remote", f"SPM via {remote.endpoint}", remote,
                                           dataclasses.replace(remote_opts, fim_order="spm")))
@@ -713,8 +713,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {_f(v['prefill_tok_s'])} | {_f(v['decode_ms_per_token'])} |")
     remote = [v for v in r["variants"] if "prefix_cache_hit_rate" in v]
     if remote:
-        out += ["", "Remote variants: token healing off (as for any remote endpoint); computed / reused tokens are "
-                "the server's prefix-cache misses / hits at each keystroke; prefix-cache hit rate over the run: "
+        out += ["", "Remote variants: computed / reused tokens are the server's prefix-cache misses / hits at each "
+                "keystroke; prefix-cache hit rate over the run: "
                 + ", ".join(f"{v['name']} {v['prefix_cache_hit_rate'] * 100:.1f}%" for v in remote) + "."]
     out += ["", "x ours: this variant's latency over `ours`' on the same keystrokes (slow variants may run on every "
             "n-th keystroke only; `keys run` says how many). Latency is the wall time of one request, typing-ahead "

@@ -16,11 +16,15 @@ ended) are retried, with exponential backoff; HTTP errors are reported at once, 
 user can act on (unreachable, 401/403, model not served with the list of served models,
 context exceeded, 5xx).
 
-Token healing: the OpenAI API has no per-token constraint for the first tokens only (vLLM's
-`allowed_token_ids` and `logit_bias` hold for every token of the answer), so the remote backend
-does not heal. It sends the healed text back: the removed tokens are put back into the prompt
-where the prefix ends, and the answer is reported as starting with the healed text, which is
-what the pipeline expects. The model continues the partial word as typed (`pri|` -> `nt(`).
+Token healing: the pipeline removes the half-typed word from the prompt and asks for an
+answer that starts with it. vLLM can require exactly that: the request carries
+`structured_outputs: {"regex": "<healed text>[\\s\\S]*"}`, so the server masks the first
+tokens as the in-process engine does (same greedy answers) and lets the rest run free. A server
+that ignores the constraint (its answer does not start with the healed text) or refuses it is
+asked again without healing, and once it has ignored it (or refused it three times) this engine
+un-heals instead: the removed text is
+put back into the prompt where the prefix ends, and the answer is reported as starting with it,
+as the pipeline expects (the model then continues the partial word as typed).
 
 The API key comes from SANTA_API_KEY, else OPENAI_API_KEY; it is sent as a bearer token and
 never logged.
@@ -326,6 +330,8 @@ class RemoteEngine:
             connect_timeout, first_token_timeout, total_timeout
         self.retries, self.backoff = retries, backoff
         self.prompt_as_text = False  # set when the server refuses token-id prompts
+        self.heal_remotely = True  # cleared when the server ignores or keeps refusing the healing constraint
+        self._heal_refusals = 0
         # The served context length is known (given, or GET /models answered); else asked for
         # before the next request.
         self.probed = n_positions is not None
@@ -355,22 +361,33 @@ class RemoteEngine:
         if not self.probed:
             self._probe()
         healed = params.forced_text
-        ids = self._with_healed(prompt, healed)
-        room = self.n_positions - len(ids)
-        if room <= 0:
-            raise RemoteError("context", f"the prompt of {len(ids)} tokens does not fit the served model's context "
-                                         f"of {self.n_positions}; lower the contextBudget option")
-        max_new = min(params.max_new_tokens, room)
         t0 = time.perf_counter()
-        try:
-            text, reason, first_ms, cached = self._complete(ids, params, max_new, healed, cancelled)
-        except RemoteError as err:
-            self._failed(err)
-            raise
+        heal = bool(healed)
+        while True:
+            constrain = heal and self.heal_remotely
+            ids = list(prompt) if constrain else self._with_healed(prompt, healed)
+            room = self.n_positions - len(ids)
+            if room <= 0:
+                raise RemoteError("context", f"the prompt of {len(ids)} tokens does not fit the served model's "
+                                             f"context of {self.n_positions}; lower the contextBudget option")
+            max_new = min(params.max_new_tokens, room)
+            try:
+                text, reason, first_ms, cached = self._complete(ids, params, max_new, healed if constrain else "",
+                                                                "" if constrain else healed, cancelled)
+            except _NotConstrained as why:
+                self._not_constrained(str(why))
+                heal = False  # this request again, un-healed
+                continue
+            except RemoteError as err:
+                self._failed(err)
+                raise
+            break
+        if not constrain:
+            text = healed + text  # the answer starts with the healed text, as the pipeline expects
         total_ms = (time.perf_counter() - t0) * 1e3
         if reason == "length" and max_new < params.max_new_tokens:
             reason = "context"
-        out = self.tokenizer.encode(healed + text)
+        out = self.tokenizer.encode(text)
         if reason != "cancelled" or first_ms is not None:  # a cancelled wait proves nothing either way
             self._answered(total_ms, first_ms, reason != "cancelled")
         with self._lock:
@@ -398,7 +415,16 @@ class RemoteEngine:
         return list(prompt) + back
 
     # -- one completion, with retries on connection errors ------------------------------------------
-    def _body(self, ids: list[int], params: GenerationParams, max_new: int) -> dict[str, Any]:
+    def _not_constrained(self, why: str) -> None:
+        """The server did not apply the healing constraint: ask again un-healed; stop asking for
+        it when the server ignores it, or has refused it three times."""
+        self._heal_refusals += 1
+        if why == "ignored" or self._heal_refusals >= 3:
+            self.heal_remotely = False
+            log.info("%s does not constrain answers to the healed text (%s): healing is off for it", self.endpoint,
+                     why)
+
+    def _body(self, ids: list[int], params: GenerationParams, max_new: int, healed: str = "") -> dict[str, Any]:
         tok = self.tokenizer
         body: dict[str, Any] = {
             "model": self.model_name,
@@ -416,17 +442,21 @@ class RemoteEngine:
             body["stop_token_ids"] = sorted(tok.special_ids - {tok.eot_id})
         if self.prompt_as_text:
             body["add_special_tokens"] = False
+        if healed:  # vLLM: the answer must start with the healed text (token healing on the server)
+            body["structured_outputs"] = {"regex": healing_regex(healed)}
         return body
 
-    def _complete(self, ids: list[int], params: GenerationParams, max_new: int, healed: str,
+    def _complete(self, ids: list[int], params: GenerationParams, max_new: int, healed: str, before: str,
                   cancelled: Callable[[], bool]) -> tuple[str, str, float | None, int]:
+        """Stream one answer. `healed`: the answer must start with it (asked of the server);
+        `before`: text the pipeline's stop rule sees ahead of the answer (the un-healed text)."""
         start = time.monotonic()
         deadline = start + self.total_timeout
         attempt = 0
         while True:
-            body = self._body(ids, params, max_new)
+            body = self._body(ids, params, max_new, healed)
             try:
-                return self._stream(body, params, healed, cancelled, start, deadline)
+                return self._stream(body, params, healed, before, cancelled, start, deadline)
             except _ConnectionLost as err:
                 attempt += 1
                 wait = self.backoff * 2 ** (attempt - 1)
@@ -435,14 +465,14 @@ class RemoteEngine:
                                                      "running? Check the endpoint option") from None
                 with self._lock:
                     self.remote.retries += 1
-                log.info("%s: %s; retry %d in %.1fs", self.endpoint, err, attempt, wait)
+                log.debug("%s: %s; retry %d in %.1fs", self.endpoint, err, attempt, wait)
                 if _sleep(wait, cancelled):
                     return "", "cancelled", None, 0
             except _RetryAsText:
                 continue
 
-    def _stream(self, body: dict[str, Any], params: GenerationParams, healed: str, cancelled: Callable[[], bool],
-                start: float, deadline: float) -> tuple[str, str, float | None, int]:
+    def _stream(self, body: dict[str, Any], params: GenerationParams, healed: str, before: str,
+                cancelled: Callable[[], bool], start: float, deadline: float) -> tuple[str, str, float | None, int]:
         exchange = _Exchange(self.endpoint, self.connect_timeout, cancelled)
         first_deadline = min(deadline, start + self.first_token_timeout)
         text, reason, first_ms, cached, finished = "", "length", None, 0, False
@@ -478,7 +508,9 @@ class RemoteEngine:
                     if finish:
                         # "stop": end of text or a stop token; "length": max_tokens.
                         reason, finished = ("length" if finish == "length" else "eot"), True
-                    if delta and params.stop is not None and params.stop(self.tokenizer.encode(healed + text)):
+                    if delta and healed and not (text.startswith(healed) or healed.startswith(text)):
+                        raise _NotConstrained("ignored")
+                    if delta and params.stop is not None and params.stop(self.tokenizer.encode(before + text)):
                         return text, "stop", first_ms, cached  # closing the stream aborts it on the server
             if finished:
                 return text, reason, first_ms, cached  # a server that ends without [DONE]
@@ -515,6 +547,8 @@ class RemoteEngine:
         if status in (400, 413, 422) and _CONTEXT_RE.search(message):
             raise RemoteError("context", f"the prompt is too long for the served model ({message}); lower the "
                                          "contextBudget or maxNewTokens option, or serve with a longer context")
+        if status in (400, 422) and "structured_outputs" in body:
+            raise _NotConstrained(f"HTTP {status}: {message}")
         if status in (400, 422) and not self.prompt_as_text and "prompt" in message.lower():
             log.info("%s refused a token-id prompt (%s): sending text prompts from now on", self.endpoint, message)
             self.prompt_as_text = True
@@ -585,9 +619,11 @@ class RemoteEngine:
             self.remote.last_error = str(err)
             tell = str(err) != self._reported
             self._reported = str(err)
-        log.warning("%s", err) if tell else log.info("%s", err)
         if tell and self.on_event is not None:
+            log.warning("%s", err)
             self.on_event(str(err))
+        else:  # told already, or the caller reports the error itself (the CLI)
+            log.debug("%s", err)
 
     def _answered(self, total_ms: float, first_ms: float | None, complete: bool) -> None:
         with self._lock:
@@ -610,6 +646,21 @@ class RemoteEngine:
 
 class _RetryAsText(Exception):
     pass
+
+
+class _NotConstrained(Exception):
+    """The server ignored ("ignored") or refused the healing constraint."""
+
+
+_REGEX_SPECIAL = set(".^$*+?()[]{}|\\/-")
+
+
+def healing_regex(healed: str) -> str:
+    """A regex for answers that start with `healed`. After healed blanks the next character may
+    not be a blank: the indentation is the user's own (as in-process, engine/generate.py)."""
+    escaped = "".join("\\" + ch if ch in _REGEX_SPECIAL else {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(ch, ch)
+                      for ch in healed)
+    return escaped + ("([^\\s][\\s\\S]*)?" if healed[-1:].isspace() else "[\\s\\S]*")
 
 
 def _sleep(seconds: float, cancelled: Callable[[], bool]) -> bool:

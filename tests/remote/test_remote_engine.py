@@ -223,27 +223,70 @@ def test_events_are_told_once_and_recovery_too(fake, tok):
     assert status["endpoint"] == fake.url and status["model"] == "tiny"
 
 
-# -- token healing: the healed text goes back into the prompt ------------------------------------
-def test_healed_text_is_put_back_at_the_end_of_an_spm_prompt(fake, tok):
-    fake.script.pieces = ["nt(x)"]
+# -- token healing: on the server when it constrains answers, else the healed text goes back -------
+def test_healing_is_asked_of_the_server(fake, tok):
+    """vLLM's structured outputs require the answer to start with the healed text; the prompt
+    stays healed (the partial word removed)."""
+    fake.script.pieces = ["pri", "nt(x)"]  # what a server that applies the constraint sends
     prompt = spm(tok, "\n", "for x in y:\n    ")  # the pipeline removed "pri" from the prefix
-    result = engine(fake, tok).generate(prompt, GenerationParams(forced_text="pri"))
-    sent = fake.completions()[0]["body"]["prompt"]
-    assert sent == prompt + tok.encode("pri")
+    eng = engine(fake, tok)
+    result = eng.generate(prompt, GenerationParams(forced_text="pri"))
+    (request,) = fake.completions()
+    assert request["body"]["prompt"] == prompt
+    assert request["body"]["structured_outputs"] == {"regex": "pri[\\s\\S]*"}
+    assert tok.decode(result.ids) == "print(x)" and eng.heal_remotely
+    eng.generate(prompt, GenerationParams())
+    assert "structured_outputs" not in fake.completions()[-1]["body"]  # nothing healed, nothing asked
+
+
+def test_a_server_that_ignores_the_constraint_gets_the_healed_text_back(fake, tok):
+    fake.script.pieces = ["nt(x)"]  # the constraint was ignored: the answer does not start with "pri"
+    prompt = spm(tok, "\n", "for x in y:\n    ")
+    eng = engine(fake, tok)
+    result = eng.generate(prompt, GenerationParams(forced_text="pri"))
+    first, second = (r["body"] for r in fake.completions())
+    assert "structured_outputs" in first
+    assert second["prompt"] == prompt + tok.encode("pri") and "structured_outputs" not in second
     assert tok.decode(result.ids) == "print(x)"  # the answer starts with the healed text
+    assert not eng.heal_remotely  # and the server is not asked again
+    eng.generate(prompt, GenerationParams(forced_text="pri"))
+    assert len(fake.completions()) == 3
+
+
+def test_a_refused_constraint_is_retried_without_healing(fake, tok):
+    fake.script.status, fake.script.error = 400, "unknown field structured_outputs"
+    eng = engine(fake, tok)
+    with pytest.raises(RemoteError):  # this fake refuses everything; it was asked both ways
+        eng.generate(spm(tok, "", "x = "), GenerationParams(forced_text="pri"))
+    first, second = (r["body"] for r in fake.completions())
+    assert "structured_outputs" in first and "structured_outputs" not in second
 
 
 def test_healed_text_is_put_back_before_the_suffix_in_psm(fake, tok):
     prompt = psm(tok, "for x in y:\n    ", "\nreturn")
-    engine(fake, tok).generate(prompt, GenerationParams(forced_text="pri"))
+    eng = engine(fake, tok)
+    eng.heal_remotely = False
+    eng.generate(prompt, GenerationParams(forced_text="pri"))
     sent = fake.completions()[0]["body"]["prompt"]
     at = prompt.index(tok.ids[FIM_SUFFIX])
     assert sent == prompt[:at] + tok.encode("pri") + prompt[at:]
 
 
+def test_healing_regex():
+    import re
+
+    from santa_lsp.engine.remote import healing_regex
+
+    assert healing_regex("pri") == r"pri[\s\S]*"
+    assert re.fullmatch(healing_regex(" $x.y"), " $x.y(1)") and not re.fullmatch(healing_regex(" $x.y"), " $xzy")
+    # Healed indentation is the user's: no more blanks right after it, anything else may follow.
+    assert re.fullmatch(healing_regex("    "), "    return") and re.fullmatch(healing_regex("    "), "    ")
+    assert not re.fullmatch(healing_regex("    "), "     return")
+
+
 def test_the_pipeline_over_the_remote_engine(fake, tok):
     """CompletionService unchanged: prompt, healing, post-processing (single line)."""
-    fake.script.pieces = ["nt(i)", "\n", "    x = 1", "\n"]
+    fake.script.pieces = [" pri", "nt(i)", "\n", "    x = 1", "\n"]
     service = CompletionService(engine(fake, tok), Options(max_new_tokens=16))
     text = "for i in range(3):\n    pri\n"
     completion = service.complete(text, text.index("pri") + 3, doc="file:///a.py")
