@@ -27,6 +27,26 @@ _BRACE_BLOCK = re.compile(r"(\)|=>|\b(else|try|finally|do)|\b(class|interface|en
 MAX_FOLLOWING_LINES = 50
 
 
+# Languages by file extension, for the few rules that differ (comment syntax).
+LANGUAGES = {
+    ".py": "python", ".pyi": "python", ".sh": "shell", ".bash": "shell", ".rb": "ruby", ".pl": "perl", ".r": "r",
+    ".R": "r", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".jl": "julia", ".ex": "elixir", ".exs": "elixir",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript", ".ts": "typescript",
+    ".tsx": "typescript", ".java": "java", ".kt": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cc": "cpp",
+    ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".go": "go", ".rs": "rust", ".swift": "swift", ".dart": "dart",
+    ".php": "php",
+}
+# Languages whose line comments start with `#` (the others known here use `//` and `/* */`).
+HASH_COMMENTS = {"python", "shell", "ruby", "perl", "r", "yaml", "toml", "julia", "elixir"}
+
+
+def language_of(uri: str) -> str:
+    """The language of a document by its file extension ('' when unknown)."""
+    name = uri.rsplit("/", 1)[-1].split("?", 1)[0]
+    dot = name.rfind(".")
+    return LANGUAGES.get(name[dot:], "") if dot > 0 else ""
+
+
 def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch in "_$"
 
@@ -44,6 +64,7 @@ class Context:
     line_prefix: str  # from the start of the cursor's line to the cursor
     line_suffix: str  # from the cursor to the end of its line (without the newline)
     mode: str  # "single-line" | "multi-line"
+    language: str = ""  # see LANGUAGES; '' when unknown
 
     @property
     def indent(self) -> str:
@@ -71,7 +92,7 @@ class Context:
         return _previous_code_line(self.text, line_start)
 
 
-def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
+def analyze(text: str, cursor: int, mode: str = "auto", language: str = "") -> Context | None:
     """Decide what to suggest at `cursor`; None when no suggestion fits (e.g. inside a word)."""
     line_start = text.rfind("\n", 0, cursor) + 1
     line_end = text.find("\n", cursor)
@@ -79,7 +100,7 @@ def analyze(text: str, cursor: int, mode: str = "auto") -> Context | None:
     line_prefix, line_suffix = text[line_start:cursor], text[cursor:line_end].rstrip("\r")
     if line_prefix and not line_prefix.strip() and line_suffix.strip("".join(CLOSERS)):
         return None  # inside the indentation of a line of code
-    ctx = Context(text, cursor, line_prefix, line_suffix, "single-line")
+    ctx = Context(text, cursor, line_prefix, line_suffix, "single-line", language)
     if mode == "auto":
         mode = "multi-line" if _wants_block(ctx) else "single-line"
     ctx.mode = mode

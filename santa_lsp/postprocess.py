@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from santa_lsp.context import BLOCK_OPENERS, CLOSERS, Context, indent_width
+from santa_lsp.context import BLOCK_OPENERS, CLOSERS, HASH_COMMENTS, Context, indent_width
 
 # Control tokens a model may spell out as plain text; the suggestion ends before any of them.
 STOP_STRINGS = ("<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>", "<fim_", "<|file_sep|>")
@@ -40,6 +40,8 @@ CLOSING_PUNCTUATION = set(")]};,")
 # (a regex scan, ~10 ms for 200 kB), so that it starts outside strings; and after the cursor.
 BRACKET_CONTEXT_CHARS = 200_000
 BRACKET_LOOKAHEAD_CHARS = 50_000
+# How many lines after the cursor's line decide between ways to meet the rest of the line.
+NEAR_LINES = 3
 # Degenerate repetition inside a line: a unit of 2-20 characters with two or more letters, four
 # times in a row (`to_to_to_to_`). Such a line is dropped, and decoding stops at it.
 _INLINE_REPETITION = re.compile(r"(.{2,20}?)\1{3,}")
@@ -183,11 +185,20 @@ def _block_end(lines: list[str], ctx: Context) -> int:
         if width < block:
             if blank_at is not None:
                 return blank_at
-            return i + 1 if _closes_only(line) else i
+            # A line of closers ends the block, unless the document closes it itself (its next
+            # line is one): then it would be typed twice.
+            return i + 1 if _closes_only(line) and not _document_closes(ctx, block, width) else i
         if blank_at is not None and width < last_indent and block == 0:
             return blank_at
         last_indent, blank_at = width, None
     return len(lines)
+
+
+def _document_closes(ctx: Context, block: int, width: int) -> bool:
+    """The document's next line of code after the cursor's line closes the block (`}`, `});`)
+    at the closer's indentation `width` or deeper (a shallower one closes an outer block)."""
+    nxt = next((line for line in ctx.following_lines if line.strip()), None)
+    return nxt is not None and nxt.strip()[0] in _OPENERS and width <= indent_width(nxt) < block
 
 
 def _closes_only(line: str) -> bool:
@@ -270,11 +281,12 @@ def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
         # A string the user opened on this line may be closed by the suggestion.
         quoted = fit.quote == baseline.quote or (not fit.quote and len(baseline.quote) == 1)
         if cand.text.strip() and fit.unmatched < 0 and quoted:
-            # Best: fewest closers in the document left closing nothing; then the line ends with
-            # the brackets the document had open there, or fewer (the suggestion closed what the
-            # user had not typed yet); then the order above.
+            # Best: fewest closers of the next lines left closing nothing (`val !== |)` over
+            # `\n  ) {`: the `)` is the call's); then the line ends with the brackets the document
+            # had open there, or fewer (the suggestion closed what the user had not typed yet);
+            # then the order above.
             balanced = fit.stack == baseline.stack[: len(fit.stack)]
-            ranked.append((fit.after, not balanced, order, cand))
+            ranked.append((fit.near, not balanced, order, cand))
     if ranked:
         return min(ranked, key=lambda r: r[:3])[3]
     return Suggestion(_balanced_prefix(text, ctx))
@@ -313,7 +325,7 @@ class _Fit:
     unmatched: int  # offset in the suggestion of its first closer that closes nothing or doubles one
     stack: list[str]  # brackets open after the suggestion and the rest of the line
     quote: str  # string open there
-    after: int  # closers of the document after the cursor that close nothing with it accepted
+    near: int  # closers in the rest of the line and the next NEAR_LINES lines that close nothing
 
 
 _LEXEMES = re.compile(r"""\\.|\"\"\"|'''|["'`\n()\[\]{}#]|//|/\*|\*/""", re.S)
@@ -370,9 +382,12 @@ def _state_at_cursor(ctx: Context) -> _ScanState:
         nl = ctx.text.find("\n", start, ctx.cursor)
         start = nl + 1 if nl >= 0 else ctx.cursor
     before = ctx.text[start : ctx.cursor]
-    python_like = bool(re.search(r"^\s*(def \w|from [\w.]+ import |import [\w.]+\s*$|#)", before, re.M))
-    c_like = not python_like and bool(re.search(r"(^|\s)(//|/\*)|;\s*$", before, re.M))
-    state = _ScanState([], hash_comments=not c_like)
+    if ctx.language:
+        hash_comments = ctx.language in HASH_COMMENTS
+    else:  # an unknown language: guess from the text
+        hash_comments = bool(re.search(r"^\s*(def \w|from [\w.]+ import |import [\w.]+\s*$|#)", before, re.M)) \
+            or not re.search(r"(^|\s)(//|/\*)|[;{]\s*$", before, re.M)
+    state = _ScanState([], hash_comments=hash_comments)
     _advance(state, before)
     if len(state.quote) == 3 or state.comment == "block":
         # In a docstring or block comment (a doctest, code in prose): the line's own brackets.
@@ -387,10 +402,15 @@ def _state_at_cursor(ctx: Context) -> _ScanState:
 def _unmatched_after(ctx: Context, state: _ScanState, replace_len: int) -> int:
     """How many closers of the document after the cursor (and the replaced range) close nothing,
     scanned from `state`, within BRACKET_LOOKAHEAD_CHARS."""
+    cache = ctx.__dict__.setdefault("_unmatched_after", {})
+    if state is _state_at_cursor(ctx) and replace_len in cache:
+        return cache[replace_len]
     at = ctx.cursor + replace_len
     probe = state.copy()
     end = at + (len(ctx.line_suffix) - replace_len if state.local else BRACKET_LOOKAHEAD_CHARS)
     _advance(probe, ctx.text[at:end])
+    if state is _state_at_cursor(ctx):
+        cache[replace_len] = probe.unmatched_count
     return probe.unmatched_count
 
 
@@ -407,16 +427,22 @@ def _check(ctx: Context, suggestion: str, replace_len: int) -> _Fit:
     state = at_cursor.copy()
     _advance(state, suggestion)
     unmatched = state.unmatched
-    after = _unmatched_after(ctx, state, replace_len)
-    extra = after - _unmatched_after(ctx, at_cursor, replace_len)
+    extra = _unmatched_after(ctx, state, replace_len) - _unmatched_after(ctx, at_cursor, replace_len)
     if extra > 0:
         doubled = state.outer_pops[-extra] if extra <= len(state.outer_pops) else 0
         unmatched = doubled if unmatched < 0 else min(unmatched, doubled)
     rest = state.copy()
     _advance(rest, ctx.line_suffix[replace_len:].rstrip())
-    if unmatched < 0 and extra <= 0 and rest.unmatched_count > _rest_unmatched(ctx, replace_len):
+    if unmatched < 0 and extra <= 0 and not at_cursor.local and rest.unmatched_count > _rest_unmatched(ctx, replace_len):
         unmatched = len(suggestion)  # a closer in the rest of the line now closes nothing
-    return _Fit(unmatched, rest.stack, rest.quote, after)
+    near = state.copy()
+    at = ctx.cursor + replace_len
+    end = at
+    for _ in range(NEAR_LINES + 1):
+        nl = ctx.text.find("\n", end + 1)
+        end = len(ctx.text) if nl < 0 else nl
+    _advance(near, ctx.text[at:end])
+    return _Fit(unmatched, rest.stack, rest.quote, near.unmatched_count)
 
 
 def _rest_unmatched(ctx: Context, replace_len: int) -> int:

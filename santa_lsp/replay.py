@@ -356,8 +356,9 @@ def run(paths: Iterable[str | Path], per_kind: int = 20, variants: Sequence[str]
                 rng = random.Random(f"{seed}:{path}:{n}:{variant}")
                 engine.script(*continuation(case, variant, rng))
                 doc = case.document
-                got = service.complete(doc, case.start, doc=f"{path}#{n}", typeahead=False)
-                service.forget(f"{path}#{n}")
+                key = f"replay/{n}/{Path(path).name}"  # the name's extension tells the language
+                got = service.complete(doc, case.start, doc=key, typeahead=False)
+                service.forget(key)
                 text_, replace_len = (got.text, got.replace_end - got.cursor) if got else ("", 0)
                 results.append(Outcome(case, variant, score(case, text_, replace_len), text_, replace_len,
                                        got.raw if got else ""))

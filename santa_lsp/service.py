@@ -87,7 +87,7 @@ class CompletionService:
             raise InvalidPosition(f"cursor offset {cursor} is outside the document (length {len(text)})")
         self._prefetch_cancel.set()  # a real request: a background prefetch yields at its next step
         t0 = time.perf_counter()
-        ctx = ctxmod.analyze(text, cursor, opts.mode)
+        ctx = ctxmod.analyze(text, cursor, opts.mode, ctxmod.language_of(doc))
         if ctx is None or not opts.enable:
             return None
         key = dataclasses.astuple(opts)
@@ -158,7 +158,7 @@ class CompletionService:
         request cancels it (at its next decode step)."""
         accepted = text[:cursor] + shown.text + text[shown.replace_end:]
         at = cursor + len(shown.text)
-        ctx = ctxmod.analyze(accepted, at, opts.mode)
+        ctx = ctxmod.analyze(accepted, at, opts.mode, ctxmod.language_of(doc))
         if ctx is None:
             return
         cancel = threading.Event()
