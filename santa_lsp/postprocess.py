@@ -59,6 +59,8 @@ def stop_early(text: str, ctx: Context) -> bool:
     """True once the generated text is certain to be cut before its end (saves decode steps)."""
     if _stop_string_at(text) >= 0:
         return True
+    if ctx.mode == "single-line" and ctx.line_prefix.strip() and "\n" in text:
+        return True  # the line is complete
     if not text.strip():
         return text.count("\n") > MAX_LEADING_BLANK_LINES + bool(ctx.line_prefix.strip())
     lines = text.split("\n")

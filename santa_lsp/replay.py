@@ -78,7 +78,7 @@ class ReplayEngine:
         self.eot = True
         self.calls = 0
 
-    def script(self, continuation: str, eot: bool) -> None:
+    def will_write(self, continuation: str, eot: bool) -> None:
         """What the next generation writes after the healed text."""
         self.continuation, self.eot = continuation, eot
 
@@ -354,7 +354,7 @@ def run(paths: Iterable[str | Path], per_kind: int = 20, variants: Sequence[str]
         for n, case in enumerate(make_cases(text, str(path), per_kind, seed, tokenizer)):
             for variant in variants:
                 rng = random.Random(f"{seed}:{path}:{n}:{variant}")
-                engine.script(*continuation(case, variant, rng))
+                engine.will_write(*continuation(case, variant, rng))
                 doc = case.document
                 key = f"replay/{n}/{Path(path).name}"  # the name's extension tells the language
                 got = service.complete(doc, case.start, doc=key, typeahead=False)

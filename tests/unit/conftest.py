@@ -7,32 +7,25 @@ from collections.abc import Callable
 import pytest
 
 from santa_lsp.config import Options
-from santa_lsp.engine import GenerationParams, GenerationResult
+from santa_lsp.engine import GenerationParams
 from santa_lsp.engine.tokenizer import Tokenizer
+from santa_lsp.replay import ReplayEngine
 from santa_lsp.service import CompletionService
 
 
-class ScriptedEngine:
+class ScriptedEngine(ReplayEngine):
     """Stands in for the engine: "generates" what `script(prompt_text)` says (after the forced,
-    healed, text unless the script already starts with it) and calls the stop predicate token
-    by token, as the real engine does."""
+    healed, text unless the script already starts with it), then end-of-text; the replay engine
+    honours the healing constraint, the stop predicate and the token limit as the real engine does."""
 
     def __init__(self, tok: Tokenizer, script: Callable[[str], str]) -> None:
-        self.tokenizer, self.script = tok, script
-        self.n_positions, self.name, self.calls = 2048, "scripted", 0
+        super().__init__(tok, n_positions=2048)
+        self.script, self.name = script, "scripted"
 
     def generate(self, prompt, params: GenerationParams, key="", cancelled=lambda: False, reuse=True):
-        self.calls += 1
         out = self.script(self.tokenizer.decode(prompt))
-        if not out.startswith(params.forced_text):
-            out = params.forced_text + out
-        ids, reason = [], "eot"
-        for token in self.tokenizer.encode(out)[:params.max_new_tokens]:
-            ids.append(token)
-            if params.stop is not None and params.stop(ids):
-                reason = "stop"
-                break
-        return GenerationResult(ids, reason, len(prompt), 0, len(prompt), 1.0, 1.0)
+        self.will_write(out[len(params.forced_text):] if out.startswith(params.forced_text) else out, eot=True)
+        return super().generate(prompt, params, key, cancelled, reuse)
 
 
 @pytest.fixture()

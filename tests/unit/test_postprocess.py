@@ -169,3 +169,69 @@ def test_unmatched_closers_are_cut():
     # A bracket opened before the cursor may be closed by the suggestion.
     assert accept("total = sum(\n    values|\n", ")")[0] == ")"  # short, but closing brackets stay
     assert accept("total = sum(\n    |\n", "values)")[0] == "values)"
+
+
+# -- replay regressions (issue 12): a perfect model's answer must come out exactly ------------
+@pytest.mark.parametrize("marked, raw, expected", [
+    ("class A:\n    def __e|(self, other):\n", "q__(self, other):\n        return", "q__"),
+    ("if |:\n    pass\n", "result:\n    pass", "result"),
+    ("function f() {\n  retu| null;\n}\n", "rn null;\n}", "rn"),
+    ("x = foo(|)\n", "a, b)\n", "a, b"),
+    ("items = [1, 2|]\n", ", 3]\n", ", 3"),
+    ("const o = {|}\n", "a: 1 }\n", "a: 1 "),  # an object literal is one line, not a block
+    ("const s = `${|}`\n", "name}`\n", "name"),
+])
+def test_the_rest_of_the_line_is_not_typed_twice(marked, raw, expected):
+    text, doc = accept(marked, raw)
+    assert text == expected
+    assert doc == marked.replace("|", expected)
+
+
+def test_a_docstring_far_above_does_not_flip_the_quote_parity():
+    # The scan starts at the document's start, not a fixed number of characters back inside a
+    # docstring whose apostrophe would make the code look like a string.
+    doc = 'def f():\n    """Don\'t\n' + "    words words words\n" * 400 + '    """\n'
+    marked = doc + "    newfile = os.path.join(os.path.dirname(|)\n"
+    text, accepted = accept(marked, "self.infile), newfile)\n")
+    assert text == "self.infile), newfile"
+    assert accepted.endswith("os.path.join(os.path.dirname(self.infile), newfile)\n")
+
+
+def test_blank_line_output_stops_and_shows_nothing():
+    marked = "def count(text):\n    for word in text.split():|\n"
+    ctx = at(marked, "multi-line")
+    assert stop_early("\n\n\n\n", ctx)  # decoding stops: 56 newlines were seen here
+    assert accept(marked, "\n" * 56 + "from .b>", "multi-line")[0] == ""
+    # After the line break, blank lines before the body go; the body stays.
+    assert accept(marked, "\n\n        total += 1\n", "multi-line")[0] == "\n        total += 1"
+    # A single line ends at the first line break.
+    assert stop_early("\n", at(marked)) and accept(marked, "\n" * 56 + "from .b>")[0] == ""
+
+
+def test_column_zero_output_starting_with_a_closer_is_nothing():
+    assert accept("def f(x):\n    y = 1\n|    return y\n", ")\n")[0] == ""
+
+
+def test_a_block_cut_by_the_token_limit_ends_at_a_complete_line():
+    ctx = at("def f(items):\n    |")
+    raw = "for item in items:\n        if item is not None"
+    assert clean(raw, ctx, truncated=True).text == "for item in items:"
+    assert clean(raw, ctx).text == raw  # not truncated: the model chose to stop there
+
+
+def test_closers_the_document_already_has_are_not_suggested():
+    # `santa-lsp complete cart.js --line 11 --column 5`: an empty for body, its `}` below.
+    marked = "function total(items) {\n  let t = 0;\n  for (const item of items) {\n    |\n  }\n  return t;\n}\n"
+    assert accept(marked, "}")[0] == ""
+    assert accept(marked, "t += item.price;\n  }\n  return t;\n}\n")[0] == "t += item.price;"
+    # Run-on lines after the block, at the block's own indentation, are the document's next lines.
+    marked = "def f(x):\n    if x:\n        |\n    return 1\n"
+    assert accept(marked, "x += 1\n    return 1\n")[0] == "x += 1"
+
+
+def test_degenerate_repetition_inside_a_line_stops_and_is_dropped():
+    marked = "def f():\n    return |"
+    raw = '"to_to_to_to_name, "to_name, "is_name'
+    assert stop_early(raw[:14], at(marked))
+    assert accept(marked, raw)[0] == ""
+    assert accept(marked, "[0, 0, 0, 1]")[0] == "[0, 0, 0, 1]"  # short repeats are code
