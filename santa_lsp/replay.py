@@ -25,7 +25,8 @@ How the "model" behaves after the hole (variants):
 Scores: exact (accepting gives back the original file), short (a strict beginning of the hidden
 text), long (the hidden text and more: doubled closers or rest of line), empty, wrong.
 
-Command: `python -m santa_lsp.replay FILE...` prints the table per language x kind x variant.
+Command: `python -m santa_lsp.replay [FILE...]` prints the table per language x kind x variant
+(`--markdown`: exact share per variant, as in the README; `--failures N`: the misses).
 """
 
 from __future__ import annotations
@@ -382,6 +383,23 @@ def table(results: Sequence[Outcome]) -> str:
     return "\n".join(rows)
 
 
+def matrix(results: Sequence[Outcome]) -> str:
+    """A markdown table: language x kind rows, the exact share per variant in columns."""
+    groups: dict[tuple[str, str], dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for r in results:
+        groups[(r.case.language, r.case.kind)][r.variant][r.outcome == "exact"] += 1
+        groups[("all", "all")][r.variant][r.outcome == "exact"] += 1
+    variants = [v for v in VARIANTS if any(r.variant == v for r in results)]
+    rows = ["| language | cursor kind | cases | " + " | ".join(f"exact, {v}" for v in variants) + " |",
+            "| --- | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+    for key in sorted(groups, key=lambda k: (k[0] == "all", k[0], KINDS.index(k[1]) if k[1] in KINDS else 99)):
+        by_variant = groups[key]
+        n = sum(by_variant[variants[0]].values())
+        cells = [f"{100 * c[True] / max(1, sum(c.values())):.1f}%" for c in (by_variant[v] for v in variants)]
+        rows.append(f"| {key[0]} | {key[1]} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def exact_rate(results: Sequence[Outcome], variant: str | None = None) -> float:
     chosen = [r for r in results if variant is None or r.variant == variant]
     return sum(r.outcome == "exact" for r in chosen) / max(1, len(chosen))
@@ -409,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
     ap.add_argument("--max-new-tokens", type=int, default=Options.max_new_tokens)
     ap.add_argument("--failures", type=int, default=0, metavar="N", help="print N cases that were not exact")
+    ap.add_argument("--markdown", action="store_true", help="print language x kind rows, exact share per variant")
     ap.add_argument("--json", type=Path, help="write every case's outcome here")
     args = ap.parse_args(argv)
     files = args.files or default_files()
@@ -416,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run(files, args.per_kind, args.variant or VARIANTS, args.seed, opts)
     print(f"files={len(files)} cases={len(results)} seconds={time.perf_counter() - t0:.1f}")
-    print(table(results))
+    print(matrix(results) if args.markdown else table(results))
     bad = [r for r in results if r.outcome != "exact"]
     for r in bad[: args.failures]:
         doc = r.case.document
