@@ -38,7 +38,7 @@ MAX_BODY = 256 * 1024 * 1024  # a 10 MB file is about 11 MB of JSON; escapes can
 MAX_HEADER = 64 * 1024  # header bytes without the blank line that ends them
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)  # the value runs to the line's end
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:[^\r\n]*")  # `Name: value` (RFC 7230 token chars)
 # A complete Content-Length line: JSON strings cannot hold a raw line break, so a body that
 # contains one is not one message.
@@ -159,7 +159,8 @@ class Framer:
         if junk or line_start != last.start():
             self._skip(pos + last.start(), "not a header")
             return True  # the header block starts here now
-        value = last.group(1).strip()
+        line_end = block.find(b"\n", last.end())
+        value = block[last.end():None if line_end < 0 else line_end].strip()
         if not value.isdigit() or not value.isascii():
             self._skip(end.end(), f"Content-Length {preview(value, 30)} is not a length", "skip-bad-length")
             return True

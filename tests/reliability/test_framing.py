@@ -35,6 +35,7 @@ BAD_FRAMES = {
     "negative length": (b"Content-Length: -5\r\n\r\n" + body(status_request("neg")), "is not a length"),
     "three stray bytes": (b"abc", "skipped 3 bytes"),
     "junk line": (b"\x00\xff garbage\n", "skipped"),
+    "half a header": (b"content-length: 7", "skipped"),
 }
 
 
@@ -51,8 +52,21 @@ def bare(tmp_path_factory):
         client.close()
 
 
+@pytest.fixture
+def fresh(tmp_path):
+    """A server of its own: its stderr log is not rate-limited by earlier tests."""
+    client = start_bare(tmp_path / "stderr.log")
+    client.log = tmp_path / "stderr.log"
+    yield client
+    try:
+        assert client.proc.poll() is None, "the server died"
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("name", list(BAD_FRAMES))
-def test_resynchronises_after_a_bad_frame(bare, name):
+def test_resynchronises_after_a_bad_frame(fresh, name):
+    bare = fresh
     junk, mention = BAD_FRAMES[name]
     before = bare.log.read_text(errors="replace")
     msg_id = f"after-{name}"
