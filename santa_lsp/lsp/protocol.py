@@ -89,7 +89,7 @@ class SantaProtocol(LanguageServerProtocol):
         is_request = "method" in data and "id" in data
         if is_request or ("method" not in data and "id" not in data):
             self._send_error(data.get("id") if valid_id(data.get("id")) else None, code, why)
-        self.throttle(kind, f"{why}: {_describe(data)}")
+        self.throttle(kind, lambda: f"{why}: {_describe(data)}")
 
     def _receive(self, item: Message | Broken) -> None:
         if isinstance(item, Broken):
@@ -105,7 +105,7 @@ class SantaProtocol(LanguageServerProtocol):
             return
         if not isinstance(data, dict):
             self._send_error(None, INVALID_REQUEST, "a message must be a JSON object")
-            self.throttle("not-object", f"a message that is not an object: {_describe(data)}")
+            self.throttle("not-object", lambda: f"a message that is not an object: {_describe(data)}")
             return
         if data.get("jsonrpc") != "2.0":
             return self._reject(data, INVALID_REQUEST, 'jsonrpc must be "2.0"', "jsonrpc")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 MAX_TEXT = 300  # characters of one logged text (inputs can be megabytes)
 
@@ -27,8 +28,9 @@ class Throttle:
         self._state: dict[str, list[float]] = {}  # kind -> [window start, logged, suppressed]
         self.total: dict[str, int] = {}  # kind -> every occurrence, logged or not
 
-    def __call__(self, kind: str, text: str, level: int = logging.WARNING) -> bool:
-        """Log `text` unless this kind is over its rate; True if it was logged."""
+    def __call__(self, kind: str, text: str | Callable[[], str], level: int = logging.WARNING) -> bool:
+        """Log `text` (or what it returns, computed only when logged) unless this kind is over
+        its rate; True if it was logged."""
         self.total[kind] = self.total.get(kind, 0) + 1
         now = time.monotonic()
         state = self._state.setdefault(kind, [now, 0, 0])
@@ -40,5 +42,5 @@ class Throttle:
         state[1] += 1
         suppressed, state[2] = int(state[2]), 0
         note = f" ({suppressed} more like this suppressed)" if suppressed else ""
-        self.logger.log(level, "%s%s", clip(text), note)
+        self.logger.log(level, "%s%s", clip(text() if callable(text) else text), note)
         return True
