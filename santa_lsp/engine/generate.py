@@ -39,6 +39,9 @@ class GenerationParams:
     # Benchmarks: generate exactly max_new_tokens (end-of-text and special tokens suppressed),
     # so that an early stop flatters no one.
     exact_length: bool = False
+    # Speculative decoding from the document (greedy only): up to this many tokens that follow
+    # an earlier occurrence of the last tokens are checked in one forward pass. 0: off.
+    draft_tokens: int = 6
 
 
 @dataclass
@@ -50,6 +53,8 @@ class GenerationResult:
     computed_tokens: int
     prefill_ms: float
     decode_ms: float
+    drafted: int = 0  # tokens proposed from the document (speculative decoding)
+    accepted: int = 0  # of those, tokens the model agreed with
 
     @property
     def generated_tokens(self) -> int:
@@ -154,12 +159,14 @@ class Engine:
         max_new = min(params.max_new_tokens, room)
         if max_new < params.max_new_tokens:
             reason = "context"
-        for _ in range(max_new):
+        # Draft only where verifying cannot change the answer: greedy, unconstrained, and on the
+        # CPU (the CUDA path replays a captured one-token graph).
+        speculate = params.draft_tokens > 0 and params.temperature <= 0 and self.device.type != "cuda"
+        drafted = accepted = 0
+        while len(out) < max_new:
             if forced:
                 logits = self._constrain(logits, forced)
-            if params.exact_length:
-                logits = logits.index_fill(0, self._special_tensor, float("-inf"))
-            token = self._pick(logits, params, generator)
+            token = self._pick(self._mask(logits, params), params, generator)
             if token == eot:
                 reason = "eot"
                 break
@@ -172,14 +179,68 @@ class Engine:
             if params.stop is not None and not forced and params.stop(out):
                 reason = "stop"
                 break
-            if len(out) == max_new:
+            if len(out) == max_new or cancelled():
+                reason = "cancelled" if len(out) < max_new else reason
                 break
-            if cancelled():
-                reason = "cancelled"
-                break
-            logits = self._decode_one(slot, token)
+            draft = self._draft(prompt, out, min(params.draft_tokens, max_new - len(out))) \
+                if speculate and not forced else []
+            if not draft:
+                logits = self._decode_one(slot, token)
+                slot.ids.append(token)
+                continue
+            # One forward pass over the token and its draft: logits after each of them.
+            ids = torch.tensor([token, *draft], dtype=torch.long, device=self.device)
+            all_logits = self.model(ids, len(slot.ids), slot.cache)
             slot.ids.append(token)
-        return self._result(out, reason, prompt, reused, len(prompt) - reused, t0, t1)
+            drafted += len(draft)
+            agreed, stopped = 0, False
+            for guess in draft:
+                if guess == eot or guess in specials:
+                    break  # never drafted: the model's own pick ends generation, as above
+                if self._pick(self._mask(all_logits[agreed], params), params, None) != guess:
+                    break  # the model's own choice comes from all_logits[agreed], next round
+                slot.ids.append(guess)
+                out.append(guess)
+                agreed += 1
+                if params.stop is not None and params.stop(out):
+                    reason, stopped = "stop", True
+                    break
+                if len(out) == max_new:
+                    stopped = True
+                    break
+            accepted += agreed
+            if stopped:
+                break
+            logits = all_logits[agreed]
+        result = self._result(out, reason, prompt, reused, len(prompt) - reused, t0, t1)
+        result.drafted, result.accepted = drafted, accepted
+        return result
+
+    def _mask(self, logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+        if params.exact_length:
+            return logits.index_fill(0, self._special_tensor, float("-inf"))
+        return logits
+
+    @staticmethod
+    def _draft(prompt: list[int], out: list[int], limit: int, ngram: int = 3) -> list[int]:
+        """Tokens that followed the latest earlier occurrence of the last `ngram` tokens (of the
+        prompt and the output), at most `limit`: code repeats its own identifiers and lines."""
+        if limit <= 0:
+            return []
+        seq = prompt + out
+        for n in range(ngram, 0, -1):
+            if len(seq) <= n:
+                continue
+            tail = seq[-n:]
+            first = tail[0]
+            for start in range(len(seq) - n - 1, -1, -1):
+                if seq[start] == first and seq[start : start + n] == tail:
+                    follow = seq[start + n : start + n + limit]
+                    if follow:
+                        return follow
+            if n == 2:
+                break  # one token alone matches too much to be worth a verification pass
+        return []
 
     def _decode_one(self, slot: _Slot, token: int) -> torch.Tensor:
         if self.device.type == "cuda":
