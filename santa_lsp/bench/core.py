@@ -213,28 +213,13 @@ class RemoteVariant(Variant):
     def __init__(self, name: str, what: str, engine: Any, opts: Options) -> None:
         super().__init__(name, what)
         self.service = CompletionService(FixedLengthRemote(engine), opts)
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(engine.endpoint)
-        self.metrics_url = f"{parts.scheme}://{parts.netloc}/metrics"
+        self.engine = engine
         self.cache_queries = self.cache_hits = 0
 
     def prefix_cache(self) -> tuple[float, float]:
         """vLLM's prefix-cache counters (tokens queried, tokens hit); zeros elsewhere."""
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return 0.0, 0.0
-        q = h = 0.0
-        for line in text.splitlines():
-            if line.startswith("vllm:prefix_cache_queries_total"):
-                q += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("vllm:prefix_cache_hits_total"):
-                h += float(line.rsplit(" ", 1)[1])
-        return q, h
+        m = self.engine.server_metrics()
+        return m.get("vllm:prefix_cache_queries_total", 0.0), m.get("vllm:prefix_cache_hits_total", 0.0)
 
     def run(self, key: Keystroke) -> Sample:
         q0, h0 = self.prefix_cache()

@@ -592,6 +592,33 @@ class RemoteEngine:
             raise RemoteError("protocol", f"{self.endpoint}/models did not answer an OpenAI model list")
         return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
+    def server_metrics(self, timeout: float = 5.0) -> dict[str, float]:
+        """The server's Prometheus metrics (vLLM: GET /metrics at the root), summed over labels:
+        {"vllm:prefix_cache_hits_total": 1234.0, ...}; {} when it has none."""
+        parts = urlsplit(self.endpoint)
+        exchange = _Exchange(f"{parts.scheme}://{parts.netloc}", self.connect_timeout, lambda: False)
+        deadline = time.monotonic() + timeout
+        try:
+            exchange.send("GET", "/metrics", self._headers(), None, deadline)
+            response = exchange.read_head(deadline)
+            raw = b"".join(exchange.body(response, lambda: deadline))
+        except (_ConnectionLost, _Timeout, RemoteError):
+            return {}
+        finally:
+            exchange.close()
+        out: dict[str, float] = {}
+        if response.status != 200:
+            return out
+        for line in raw.decode("utf-8", "replace").splitlines():
+            if line.startswith("#") or " " not in line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            try:
+                out[name.split("{", 1)[0]] = out.get(name.split("{", 1)[0], 0.0) + float(value)
+            except ValueError:
+                pass
+        return out
+
     def _probe(self) -> None:
         """Learn the served context length once the server answers (it was down at start)."""
         try:

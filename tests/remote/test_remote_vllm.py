@@ -360,3 +360,38 @@ def test_bench_measures_vllm_prefix_caching(vllm):
     spm, psm = rows["remote"]["prefix_cache_hit_rate"], rows["remote-psm"]["prefix_cache_hit_rate"]
     assert spm > 0.8 and spm > psm, (spm, psm)
     assert "| remote |" in markdown(report)
+
+
+def test_a_starcoder_spelled_model_through_vllm(tmp_path_factory):
+    """StarCoder's FIM spelling (<fim_prefix>...): the bundled weights with the tokenizer's FIM
+    tokens renamed, served by vLLM under its directory's name; the tokenizer's own spelling is
+    used, and the answers (healed ones included) match in-process ones on the same checkpoint."""
+    from santa_lsp.engine.hub import BUNDLED_DIR
+
+    model = tmp_path_factory.mktemp("starcoder-spelled")
+    for name in ("config.json", "model.safetensors"):
+        (model / name).write_bytes((BUNDLED_DIR / name).read_bytes())
+    (model / "tokenizer.json").write_text((BUNDLED_DIR / "tokenizer.json").read_text().replace("<fim-", "<fim_"))
+    server = VLLM(vllm_python(), tmp_path_factory.mktemp("vllm-starcoder-logs"), model=model,
+                  served_name=str(model)).start()
+    try:
+        local = load_engine(Options(model=str(model)), allow_download=False)
+        remote = load_engine(Options(model=str(model), endpoint=server.url), allow_download=False)
+        assert remote.engine.tokenizer.spelling == local.engine.tokenizer.spelling == "starcoder"
+        opts = Options(model=str(model), max_new_tokens=12)
+        a, b = CompletionService(local.engine, opts), CompletionService(remote.engine, opts)
+        text = (REPO / "santa_lsp" / "typeahead.py").read_text()
+        cursors = [i for i, ch in enumerate(text) if ch == "\n" and i > 200][::12]
+        cursors += [m.start() + 3 for m in re.finditer(r"\b[a-z_]{6,}", text)][5::40]  # inside words: healed
+        same = total = 0
+        for cursor in cursors:
+            ra = a.complete(text, cursor, doc="a", postprocessing=False, typeahead=False)
+            rb = b.complete(text, cursor, doc="b", postprocessing=False, typeahead=False)
+            if ra is None or rb is None:
+                assert ra is None and rb is None
+                continue
+            total += 1
+            same += ra.raw == rb.raw
+        assert total >= 5 and same >= 0.8 * total, f"{same}/{total} identical"
+    finally:
+        server.kill()

@@ -47,8 +47,10 @@ def free_port() -> int:
 class VLLM:
     """One vLLM server process group; `kill` takes down the API server and its engine processes."""
 
-    def __init__(self, python: str, log_dir: Path, port: int | None = None, api_key: str | None = None) -> None:
+    def __init__(self, python: str, log_dir: Path, port: int | None = None, api_key: str | None = None,
+                 model: Path = BUNDLED_DIR, served_name: str = "bundled") -> None:
         self.python, self.log_dir = python, log_dir
+        self.model, self.served_name = model, served_name
         self.port = port or free_port()
         self.api_key = api_key
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -60,8 +62,8 @@ class VLLM:
             self.api_key = api_key
         self.starts += 1
         log = self.log_dir / f"vllm-{self.port}-{self.starts}.log"
-        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(BUNDLED_DIR),
-               "--served-model-name", "bundled", "--max-model-len", "1024", "--dtype", "float32",
+        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+               "--served-model-name", self.served_name, "--max-model-len", "1024", "--dtype", "float32",
                "--port", str(self.port), "--host", "127.0.0.1",
                # a fixed KV-cache size: vLLM's CPU backend otherwise wants 92% of the machine's memory
                "--kv-cache-memory-bytes", str(256 << 20),
