@@ -85,8 +85,10 @@ def clean(text: str, ctx: Context, truncated: bool = False) -> Suggestion:
     lines = text.split("\n")
     if ctx.mode == "single-line":
         lines = lines[:1]
-    elif truncated and len(lines) > 0:
+    elif truncated:
         lines = lines[:-1]  # a block never ends mid-line: `if item is not None` without its `:`
+    if not lines:
+        return Suggestion("")
     lines = lines[: _cut_lines(lines, ctx)]
     # Trailing blanks go, except before code on the cursor's line: `if (|{` needs `esc) `.
     keep_last = len(lines) == 1 and ctx.line_suffix[:1] not in ("", " ", "\t")

@@ -33,8 +33,9 @@ async def shared_sessions(tiny_model_dir, slow_model_dir):
         # support, offering UTF-8 positions, whose initializationOptions hold two mistakes.
         open_session({"santa": {"model": str(tiny_model_dir), "maxNewTokens": "many", "bogusOption": 1}},
                      capabilities(inline=False, encodings=["utf-8", "utf-16"], progress=False)),
-        # The slow model, asked for long multi-line suggestions: each takes about a second.
-        open_session({"model": str(slow_model_dir), "maxNewTokens": 300, "mode": "multi-line"}),
+        # The slow model, asked for long suggestions: each takes about a second. It writes one
+        # line of 300 `(` (a block cut by the token limit would drop its unfinished line).
+        open_session({"model": str(slow_model_dir), "maxNewTokens": 300, "mode": "single-line"}),
     )))
     try:
         await asyncio.gather(*(wait_state(s) for s in sessions.values()))

@@ -217,6 +217,7 @@ def test_a_block_cut_by_the_token_limit_ends_at_a_complete_line():
     raw = "for item in items:\n        if item is not None"
     assert clean(raw, ctx, truncated=True).text == "for item in items:"
     assert clean(raw, ctx).text == raw  # not truncated: the model chose to stop there
+    assert clean("for item in ite", ctx, truncated=True).text == ""  # no complete line yet
 
 
 def test_closers_the_document_already_has_are_not_suggested():
