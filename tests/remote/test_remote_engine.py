@@ -80,7 +80,7 @@ def test_stop_rule_closes_the_stream_early(fake, tok):
     """The pipeline's stop rule runs on every streamed piece; the stream closes at once and the
     server sees its client go away (vLLM aborts the request then)."""
     fake.script.pieces = ["a", "b", "\n"] + ["z"] * 40
-    fake.script.delay_s = 0.02
+    fake.script.delay_s = 0.05
     seen = []
 
     def stop(ids):
@@ -91,7 +91,7 @@ def test_stop_rule_closes_the_stream_early(fake, tok):
     result = engine(fake, tok).generate(spm(tok, "", "x = "), GenerationParams(stop=stop))
     assert result.stop_reason == "stop" and tok.decode(result.ids) == "ab\n"
     assert seen == ["a", "ab", "ab\n"]
-    assert time.perf_counter() - t0 < 0.5  # not the 0.8 s the whole stream takes
+    assert time.perf_counter() - t0 < 1.0  # not the 2 s the whole stream takes
     assert fake.aborted.wait(2), "the server never noticed the closed stream"
     assert fake.streams_finished == 0
 
@@ -106,7 +106,7 @@ def test_cancellation_aborts_the_request_mid_stream(fake, tok):
                                         cancelled=cancel.is_set)
     waited = time.perf_counter() - t0
     assert result.stop_reason == "cancelled" and result.ids == []
-    assert 0.25 < waited < 0.6, waited
+    assert 0.25 < waited < 1.0, waited  # not the 2 s the whole stream takes
     assert fake.aborted.wait(2) and fake.streams_finished == 0
 
 
@@ -117,7 +117,7 @@ def test_cancellation_while_waiting_for_the_first_token(fake, tok):
     t0 = time.perf_counter()
     result = engine(fake, tok).generate(spm(tok, "", "x"), GenerationParams(), cancelled=cancel.is_set)
     assert result.stop_reason == "cancelled"
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 1.5  # not the 3 s the first token takes
 
 
 def test_first_token_timeout(fake, tok):
@@ -126,7 +126,7 @@ def test_first_token_timeout(fake, tok):
     t0 = time.perf_counter()
     with pytest.raises(RemoteError, match="did not send the first token within") as err:
         eng.generate(spm(tok, "", "x"), GenerationParams())
-    assert err.value.kind == "timeout" and time.perf_counter() - t0 < 1.0
+    assert err.value.kind == "timeout" and time.perf_counter() - t0 < 1.5
     assert len(fake.completions()) == 1  # a slow server is not retried
 
 
@@ -146,7 +146,7 @@ def test_connection_refused_is_retried_with_backoff_then_reported(tok):
         eng.generate(spm(tok, "", "x"), GenerationParams())
     waited = time.perf_counter() - t0
     assert err.value.kind == "unreachable"
-    assert 0.3 <= waited < 1.0, waited  # 0.1 + 0.2 s of backoff
+    assert 0.3 <= waited < 2.0, waited  # 0.1 + 0.2 s of backoff
     assert eng.remote.retries == 2 and eng.remote.reachable is False
 
 
