@@ -93,13 +93,14 @@ def _foreign_architecture(path: Path) -> None:
 
 
 def _tokenizer_without_fim(path: Path) -> None:
+    # Misspelled: `fim_` is StarCoder's valid spelling, `fimx-` nobody's.
     tok = json.loads((path / "tokenizer.json").read_text())
     for token in tok["added_tokens"]:
-        token["content"] = token["content"].replace("fim-", "fim_")
+        token["content"] = token["content"].replace("fim-", "fimx-")
     vocab = tok["model"]["vocab"]
     for name in list(vocab):
         if name.startswith("<fim-"):
-            vocab[name.replace("fim-", "fim_")] = vocab.pop(name)
+            vocab[name.replace("fim-", "fimx-")] = vocab.pop(name)
     (path / "tokenizer.json").write_text(json.dumps(tok))
 
 
