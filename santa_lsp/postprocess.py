@@ -431,7 +431,9 @@ def _check(ctx: Context, suggestion: str, replace_len: int) -> _Fit:
     state = at_cursor.copy()
     _advance(state, suggestion)
     unmatched = state.unmatched
-    extra = _unmatched_after(ctx, state, replace_len) - _unmatched_after(ctx, at_cursor, replace_len)
+    # In a docstring the line's own brackets are all there is: prose may leave one unclosed.
+    extra = 0 if at_cursor.local else \
+        _unmatched_after(ctx, state, replace_len) - _unmatched_after(ctx, at_cursor, replace_len)
     if extra > 0:
         doubled = state.outer_pops[-extra] if extra <= len(state.outer_pops) else 0
         unmatched = doubled if unmatched < 0 else min(unmatched, doubled)
