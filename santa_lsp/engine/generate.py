@@ -42,6 +42,9 @@ class GenerationParams:
     # Speculative decoding from the document (greedy only): up to this many tokens that follow
     # an earlier occurrence of the last tokens are checked in one forward pass. 0: off.
     draft_tokens: int = 6
+    # Benchmarks: these tokens are chosen whatever the logits say (then end-of-text), so random
+    # weights do the arithmetic while a real file decides what comes next (drafts, stops).
+    teacher: list[int] | None = None
 
 
 @dataclass
@@ -166,7 +169,7 @@ class Engine:
         while len(out) < max_new:
             if forced:
                 logits = self._constrain(logits, forced)
-            token = self._pick(self._mask(logits, params), params, generator)
+            token = self._choose(logits, params, generator, len(out))
             if token == eot:
                 reason = "eot"
                 break
@@ -197,7 +200,7 @@ class Engine:
             for guess in draft:
                 if guess == eot or guess in specials:
                     break  # never drafted: the model's own pick ends generation, as above
-                if self._pick(self._mask(all_logits[agreed], params), params, None) != guess:
+                if self._choose(all_logits[agreed], params, None, len(out)) != guess:
                     break  # the model's own choice comes from all_logits[agreed], next round
                 slot.ids.append(guess)
                 out.append(guess)
@@ -215,6 +218,13 @@ class Engine:
         result = self._result(out, reason, prompt, reused, len(prompt) - reused, t0, t1)
         result.drafted, result.accepted = drafted, accepted
         return result
+
+    def _choose(self, logits: torch.Tensor, params: GenerationParams, generator, index: int) -> int:
+        """The token at output position `index`: the model's pick, or the teacher's."""
+        token = self._pick(self._mask(logits, params), params, generator)
+        if params.teacher is not None:
+            return params.teacher[index] if index < len(params.teacher) else self.tokenizer.eot_id
+        return token
 
     def _mask(self, logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
         if params.exact_length:
