@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 # report(message, percentage or None)
 Report = Callable[[str, "int | None"], None]
 REPORT_INTERVAL_S = 0.25
+# Tests only: seconds added to every load, to simulate a big model loading slowly.
+TEST_LOAD_DELAY_ENV = "SANTA_LSP_TEST_LOAD_DELAY_S"
 
 
 def progress_tqdm(report: Report) -> type:
@@ -64,6 +67,9 @@ def load_in_background(
 
     def work() -> None:
         try:
+            delay = float(os.environ.get(TEST_LOAD_DELAY_ENV) or 0)
+            if delay > 0:
+                time.sleep(delay)
             from santa_lsp.engine import load_engine  # imports torch: seconds, so not on the event loop
 
             loaded = load_engine(opts, allow_download=True, tqdm_class=progress_tqdm(on_progress),

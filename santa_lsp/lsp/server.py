@@ -44,6 +44,8 @@ RELOAD_COMMAND = "santa.reload"
 CONFIGURATION_TIMEOUT_S = float(os.environ.get("SANTA_LSP_CONFIGURATION_TIMEOUT_S", "10"))
 ERROR_POPUP_INTERVAL_S = 300.0  # at most one "internal error" pop-up per this many seconds
 MESSAGE_CHARS = 500  # the longest text put in a message to the client (names can be megabytes)
+# How long a request that arrives while the model loads waits for it (the newest per document).
+LOAD_WAIT_S = float(os.environ.get("SANTA_LSP_LOAD_WAIT_S", "30"))
 
 
 def doc_key(uri: str) -> str:
@@ -73,6 +75,9 @@ class SantaLanguageServer(LanguageServer):
         self._pulling: asyncio.Future[Any] | None = None  # the workspace/configuration request in flight
         self._pull_again = False
         self._last_error_popup = -ERROR_POPUP_INTERVAL_S
+        # Requests waiting for the model to load, one per document (the newest): set to True
+        # when the load ends, False when superseded (a newer request, an edit, shutdown).
+        self._load_waiters: dict[str, asyncio.Future[bool]] = {}
 
     # -- plumbing: everything that talks to the client runs on the event loop ---------------
     def on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -138,6 +143,7 @@ class SantaLanguageServer(LanguageServer):
             self.load_model()
         elif not opts.enable and self.status.state != DISABLED:
             self.scheduler.cancel_all()
+            self.release_waiters(False)
             self.set_status(DISABLED, "disabled by the 'enable' option")
         elif opts.enable and self.status.state == DISABLED:
             if self._loading:
@@ -196,6 +202,7 @@ class SantaLanguageServer(LanguageServer):
             self._load_error = str(error)
             self.set_status(ERROR, str(error))
             self.show(f"santa-lsp: {error}", types.MessageType.Error)
+            self.release_waiters(True)
             return
         from santa_lsp.service import CompletionService
 
@@ -205,6 +212,29 @@ class SantaLanguageServer(LanguageServer):
         self.set_status(state, loaded.warning, model=loaded.model, device=loaded.device, dtype=loaded.dtype,
                         load_seconds=loaded.load_s)
         log.info("model %s loaded on %s/%s in %.1fs", loaded.model, loaded.device, loaded.dtype, loaded.load_s)
+        self.release_waiters(True)
+
+    # -- requests that arrive while the model loads ------------------------------------------
+    def release_waiters(self, loaded: bool, doc: str | None = None) -> None:
+        """End the wait of the requests waiting for the model (of `doc` only, if given)."""
+        for key in [k for k in self._load_waiters if doc is None or k == doc]:
+            _settle(self._load_waiters.pop(key), loaded)
+
+    async def wait_for_model(self, key: str) -> bool:
+        """Wait (at most LOAD_WAIT_S) for the model loading now; True when the load ended while
+        this was the newest request of its document. A newer request for the same document, an
+        edit of it, or shutdown ends the wait with False."""
+        self.release_waiters(False, key)  # newest wins
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._load_waiters[key] = mine
+        try:
+            return await asyncio.wait_for(mine, LOAD_WAIT_S)
+        except asyncio.TimeoutError:
+            log.info("no completion for %s: the model was still loading after %gs", key, LOAD_WAIT_S)
+            return False
+        finally:
+            if self._load_waiters.get(key) is mine:
+                del self._load_waiters[key]
 
     # -- completions ---------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position, selected: types.SelectedCompletionInfo | None = None,
@@ -217,8 +247,15 @@ class SantaLanguageServer(LanguageServer):
         """
         t0 = time.perf_counter()
         self.stats.requests += 1
+        key = doc_key(uri)
+        if (self.status.state == LOADING and self._loading and not self.shutdown_requested
+                and key in self.workspace.text_documents):
+            self.stats.waited_for_load += 1
+            if not await self.wait_for_model(key):
+                self.stats.skipped += 1
+                return None
         service, opts = self.service, self.options
-        doc = self.workspace.text_documents.get(doc_key(uri))
+        doc = self.workspace.text_documents.get(key)
         if self.status.state != READY or service is None or doc is None:
             self.stats.skipped += 1
             return None
@@ -231,7 +268,6 @@ class SantaLanguageServer(LanguageServer):
             self.stats.skipped += 1
             return None
         target = items.target(text, cursor, selected, encoding)
-        key = doc_key(uri)
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
@@ -324,12 +360,15 @@ async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams)
 def on_did_change(ls: SantaLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
     # An answer computed for the old text would be wrong now.
     log.debug("didChange %s v%d: its requests are cancelled", params.text_document.uri, params.text_document.version)
-    ls.scheduler.cancel(doc_key(params.text_document.uri))
+    key = doc_key(params.text_document.uri)
+    ls.scheduler.cancel(key)
+    ls.release_waiters(False, key)  # a request waiting for the model asked about the old text
 
 
 def on_did_close(ls: SantaLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
     key = doc_key(params.text_document.uri)
     ls.scheduler.cancel(key)
+    ls.release_waiters(False, key)
     if ls.service is not None:
         ls.service.forget(key)
 
@@ -382,6 +421,7 @@ async def _await_settings(ls: SantaLanguageServer, pulling: asyncio.Future[Any],
 
 def on_shutdown(ls: SantaLanguageServer, *args: Any) -> None:
     ls.shutdown_requested = True
+    ls.release_waiters(False)
     ls.scheduler.stop()
 
 

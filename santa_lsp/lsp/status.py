@@ -43,6 +43,7 @@ class Stats:
     cancelled: int = 0  # superseded by a newer request, the document changed, or $/cancelRequest
     skipped: int = 0  # answered empty without inference: loading, disabled, unknown document, bad position
     errors: int = 0
+    waited_for_load: int = 0  # arrived while the model loaded, and waited for it
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     def record_latency(self, ms: float) -> None:
@@ -57,6 +58,7 @@ class Stats:
         return {
             "requests": self.requests, "completed": self.completed, "suggestions": self.suggestions,
             "cancelled": self.cancelled, "skipped": self.skipped, "errors": self.errors,
+            "waitedForLoad": self.waited_for_load,
             "reusedTokens": totals.get("reused_tokens", 0), "computedTokens": totals.get("computed_tokens", 0),
             "generatedTokens": totals.get("generated_tokens", 0), "cacheBytes": cache_bytes,
             "latencyMs": self.latency_percentiles(),

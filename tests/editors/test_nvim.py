@@ -260,6 +260,22 @@ def test_ghost_text_and_tab_accept(nvim_factory, renderer):
 
 
 @pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_asks_again_when_the_model_is_ready(nvim_factory, renderer, monkeypatch):
+    monkeypatch.setenv("FAKE_SANTA_LOAD_S", "6")
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    wait_for(lambda: vim.lua("return require('santa_lsp').status().state") == "loading", 5, "loading")
+    vim.feed("ix = comp")  # typed while the model loads: answered empty
+    time.sleep(0.5)
+    assert vim.ghost() is None
+    assert vim.lua("return require('santa_lsp').status().state") == "loading"
+    vim.wait_ready(20)
+    ghost = vim.wait_ghost(10)  # no keystroke since: the plugin asked again on "ready"
+    assert ghost["lines"][0].startswith("uted(a, b)")
+
+
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
 def test_tab_without_suggestion_is_a_normal_tab(nvim_factory, renderer):
     vim = nvim_factory(fake_opts(renderer=renderer))
     vim.edit("a.py")
@@ -475,13 +491,23 @@ def fake_server() -> None:
     # Answer every request, even cancelled ones, as a slow server might: the client must drop them.
     server.protocol._handle_cancel_notification = lambda msg_id: None
 
+    load_s = float(os.environ.get("FAKE_SANTA_LOAD_S", "0"))  # "loading" this long, answering nothing
+    loaded = asyncio.Event()
+
     @server.feature(t.INITIALIZED)
-    def initialized(ls: LanguageServer, _params) -> None:
+    async def initialized(ls: LanguageServer, _params) -> None:
+        if load_s:
+            ls.protocol.notify("santa/status", {"state": "loading", "model": "", "device": "", "dtype": "",
+                                                "message": "loading fake-model"})
+            await asyncio.sleep(load_s)
+        loaded.set()
         ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model", "device": "cpu",
                                             "dtype": "float32", "message": ""})
 
     @server.feature(t.TEXT_DOCUMENT_INLINE_COMPLETION, t.InlineCompletionOptions())
     async def inline(ls: LanguageServer, params: t.InlineCompletionParams):
+        if not loaded.is_set():
+            return t.InlineCompletionList(items=[])  # as an editor that gave up waiting would see
         doc = ls.workspace.get_text_document(params.text_document.uri)
         if doc.lines and doc.lines[params.position.line].rstrip("\n").endswith("slow"):
             await asyncio.sleep(1.0)  # answers after the user typed on: the client must drop it
@@ -505,8 +531,9 @@ def fake_server() -> None:
 
     @server.feature(t.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: LanguageServer, params) -> None:
-        ls.protocol.notify("santa/status", {"state": "ready", "model": "fake-model", "device": "cpu",
-                                            "dtype": "float32", "message": json.dumps(params.settings)})
+        ls.protocol.notify("santa/status", {"state": "ready" if loaded.is_set() else "loading",
+                                            "model": "fake-model", "device": "cpu", "dtype": "float32",
+                                            "message": json.dumps(params.settings)})
 
     @server.command("santa.status")
     def status(ls, *args):  # no annotations: pygls reads them to convert arguments

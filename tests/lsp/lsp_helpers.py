@@ -46,7 +46,7 @@ def server_env() -> dict[str, str]:
 
 
 async def open_session(init_options: dict[str, Any] | None = None, caps: types.ClientCapabilities | None = None,
-                       process_id: int | None = None) -> LanguageClient:
+                       process_id: int | None = None, env: dict[str, str] | None = None) -> LanguageClient:
     """Start a server and initialize it; `client.statuses` collects its santa/status notifications."""
     client = make_test_lsp_client()
     client.statuses = []
@@ -55,7 +55,7 @@ async def open_session(init_options: dict[str, Any] | None = None, caps: types.C
     def on_status(params: Any) -> None:
         client.statuses.append(params)
 
-    await client.start_io(sys.executable, "-m", "santa_lsp", "serve", env=server_env())
+    await client.start_io(sys.executable, "-m", "santa_lsp", "serve", env={**server_env(), **(env or {})})
     client.init_result = await client.initialize_session(types.InitializeParams(
         capabilities=caps or capabilities(), initialization_options=init_options, process_id=process_id))
     return client

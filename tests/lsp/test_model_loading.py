@@ -23,10 +23,9 @@ async def test_failure_then_recovery(tiny_santacoder_dir, tmp_path):
     try:
         open_doc(client, PROMPT)
         cursor = (PROMPT.count("\n"), len("print("))
-        t0 = time.monotonic()
+        # A request made while the model loads waits for the load, which fails: no suggestion.
         early = await client.text_document_inline_completion_async(inline_params(*cursor))
-        assert not early.items and time.monotonic() - t0 < 1.0  # at once, not after the load
-        assert (await command(client, "santa.status"))["state"] == "loading"
+        assert not early.items
 
         status = await wait_state(client, ("error",))
         assert str(missing) in status["message"]

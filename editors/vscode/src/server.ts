@@ -37,6 +37,7 @@ export class SantaServer implements vscode.Disposable {
   private process: ChildProcess | undefined;
   // A server that never initialized is not restarted: it would fail the same way again.
   private initialized = false;
+  private lastState: string | undefined;
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -59,7 +60,7 @@ export class SantaServer implements vscode.Disposable {
     const client = new SantaLanguageClient(() => this.spawn(settings.server), this.clientOptions(settings));
     this.client = client;
     this.clientDisposables.push(
-      client.onNotification(STATUS_NOTIFICATION, (params: unknown) => this.statusBar.update(parseStatus(params))),
+      client.onNotification(STATUS_NOTIFICATION, (params: unknown) => this.onStatus(parseStatus(params))),
       // The server logs every window/logMessage on stderr too, and stderr is in our log already.
       client.onNotification(LogMessageNotification.type, () => undefined),
       client.onDidChangeState((event) => {
@@ -90,6 +91,18 @@ export class SantaServer implements vscode.Disposable {
       client.onRequest(WorkDoneProgressCreateRequest.type, (params) => this.trackProgress(client, params.token)),
     );
     await this.refreshStatus();
+  }
+
+  /** A status notification: update the status bar; when the model becomes ready, ask again
+   * for the active editor (the server answers requests made while it loaded, but an editor
+   * that gave up meanwhile would show nothing until the next keystroke). */
+  private onStatus(status: ReturnType<typeof parseStatus>): void {
+    const wasReady = this.lastState === "ready";
+    this.lastState = status.state;
+    this.statusBar.update(status);
+    if (status.state === "ready" && !wasReady && vscode.window.activeTextEditor) {
+      void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger").then(undefined, () => undefined);
+    }
   }
 
   async restart(settings: Settings | undefined = this.settings): Promise<void> {

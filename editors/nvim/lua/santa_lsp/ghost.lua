@@ -281,6 +281,17 @@ function M.detach(bufnr)
   end
 end
 
+--- Asks again at the cursor of `bufnr` (the model just became ready).
+function M.refresh(bufnr)
+  local s = state[bufnr]
+  if not s or not enabled then
+    return
+  end
+  local row, col = cursor()
+  s.key = ('%d:%d:%d'):format(api.nvim_buf_get_changedtick(bufnr), row, col)
+  request(bufnr, s.key)
+end
+
 --- (Re)binds the renderer to the plugin's augroup; setup() cleared the old one.
 function M.setup(augroup)
   group = augroup

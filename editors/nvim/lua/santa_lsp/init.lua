@@ -149,11 +149,31 @@ local function on_status(_, result, ctx)
   if type(result) ~= 'table' then
     return
   end
+  local was_ready = status.state == 'ready'
   status = vim.tbl_extend('force', { client_id = ctx.client_id }, result)
   if result.state == 'error' and result.message then
     vim.notify('santa_lsp: ' .. result.message, vim.log.levels.ERROR)
   end
   api.nvim_exec_autocmds('User', { pattern = 'SantaStatus', modeline = false, data = M.status() })
+  if result.state == 'ready' and not was_ready then
+    vim.schedule(M.request_again)
+  end
+end
+
+--- Asks for a suggestion at the cursor again, if insert mode is on in a buffer the server
+--- serves (called when the model becomes ready: the server answers requests made while it
+--- loaded, but a request the editor gave up on meanwhile would leave nothing shown).
+function M.request_again()
+  local bufnr = api.nvim_get_current_buf()
+  if not enabled or #M.clients(bufnr) == 0 or not api.nvim_get_mode().mode:match('^i') then
+    return
+  end
+  if M.renderer() == 'native' then
+    -- The native completor asks on CursorMovedI; it has no public "request now".
+    api.nvim_exec_autocmds('CursorMovedI', { buffer = bufnr, modeline = false })
+  else
+    require('santa_lsp.ghost').refresh(bufnr)
+  end
 end
 
 --- Turns suggestions on for `bufnr` once our client attached to it.
