@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--max-new-tokens", type=int, default=64)
     complete.add_argument("--mode", default="auto", choices=("auto", "single-line", "multi-line"))
     complete.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
+    complete.add_argument("--max-latency-ms", type=int, default=-1,
+                          help="stop at the next line break after this many ms (-1: 1000 on CPU, off on CUDA "
+                               "and with --endpoint; 0: off)")
     complete.add_argument("--stats", action="store_true", help="print timings and cache figures to stderr")
 
     evaluate = sub.add_parser("eval", help="measure completion quality on HumanEval-infilling problems")
@@ -154,12 +157,12 @@ def _complete(args: argparse.Namespace) -> int:
     opts, errors = Options.from_dict({
         "model": args.model, "revision": args.revision, "endpoint": args.endpoint, "device": args.device,
         "dtype": args.dtype, "threads": args.threads, "maxNewTokens": args.max_new_tokens, "mode": args.mode,
-        "fimOrder": args.fim_order,
+        "fimOrder": args.fim_order, "maxLatencyMs": args.max_latency_ms,
     })
     if errors:
         raise SantaError("; ".join(errors))
     loaded = load_engine(opts)
-    service = CompletionService(loaded.engine, opts)
+    service = CompletionService(loaded.engine, opts, interactive=True)
     result = service.complete(text, cursor, doc=str(args.file))
     if args.stats and result is not None and result.generation is not None:
         g = result.generation

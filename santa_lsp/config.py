@@ -20,6 +20,7 @@ MODES = ("auto", "single-line", "multi-line")
 FIM_ORDERS = ("spm", "psm")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "int8", "int4")
+AUTO_LATENCY_MS = 1000  # maxLatencyMs -1 on CPU
 
 
 @dataclass
@@ -57,8 +58,13 @@ class Options:
     debounce_ms: int = 0
     # Number of documents whose KV cache is kept (LRU).
     cache_slots: int = 4
-    # CPU threads for inference; 0 means torch's default.
+    # CPU threads for inference; 0: automatic (1 thread for models under 50M parameters, else
+    # torch's default, one per core).
     threads: int = 0
+    # Time limit per request in milliseconds: past it, decoding stops at the next line break and
+    # the complete lines are shown. -1: automatic (1000 on CPU, off on CUDA and for an
+    # endpoint); 0: off.
+    max_latency_ms: int = -1
 
     @classmethod
     def from_dict(cls, raw: Any, base: "Options | None" = None) -> tuple["Options", list[str]]:
@@ -86,6 +92,13 @@ class Options:
                 value = float(value)
             setattr(opts, name, value)
         return opts, errors
+
+    def latency_limit_ms(self, local_cpu: bool) -> int:
+        """The time limit per request in ms (0: none): `max_latency_ms`, with -1 resolved to
+        AUTO_LATENCY_MS for a model running on this machine's CPU and to none otherwise."""
+        if self.max_latency_ms < 0:
+            return AUTO_LATENCY_MS if local_cpu else 0
+        return self.max_latency_ms
 
     def effective_budget(self, n_positions: int) -> int:
         room = n_positions - self.max_new_tokens
@@ -128,6 +141,7 @@ def _check(name: str, value: Any) -> str | None:
         "debounce_ms": lambda: number(0, 10_000, True),
         "cache_slots": lambda: number(1, 64, True),
         "threads": lambda: number(0, 256, True),
+        "max_latency_ms": lambda: number(-1, 600_000, True),
     }
     return checks[name]()
 

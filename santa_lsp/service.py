@@ -38,12 +38,17 @@ class Completion:
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str = "model"  # "model" | "typeahead"
     healed: str = ""  # text before the cursor the model re-generated (token healing)
+    time_limited: bool = False  # decoding stopped at a line break because maxLatencyMs ran out
 
 
 class CompletionService:
-    def __init__(self, engine: Engine, options: Options | None = None) -> None:
+    def __init__(self, engine: Engine, options: Options | None = None, interactive: bool = False) -> None:
+        """`interactive`: a user waits for each answer (the server, `santa-lsp complete`), so
+        `maxLatencyMs: -1` (automatic) means a time limit on CPU; elsewhere (evaluation,
+        benchmarks: measurements) it means none. An explicit limit applies everywhere."""
         self.engine = engine
         self.options = options or Options()
+        self.interactive = interactive
         self.prompts = PromptBuilder(engine.tokenizer)
         self.typeahead = TypeaheadCache()
         self._lock = threading.Lock()  # guards the prompt windows and the typing-ahead cache
@@ -122,9 +127,20 @@ class CompletionService:
         t1 = time.perf_counter()
         tok = self.engine.tokenizer
         healed = prompt.healed
+        limit_ms = opts.latency_limit_ms(self._local_cpu())
+        deadline = t0 + limit_ms / 1e3 if limit_ms > 0 else None
+        time_limited = False
 
         def stop(ids: list[int]) -> bool:
-            return postprocess.stop_early(tok.decode(ids)[len(healed):], ctx)
+            nonlocal time_limited
+            text = tok.decode(ids)[len(healed):]
+            # Past the time limit, stop at the first line break after a non-blank line (a
+            # newline token may carry the next line's indentation): the lines shown are complete.
+            if (deadline is not None and text.rstrip(" \t").endswith("\n") and text.strip()
+                    and time.perf_counter() >= deadline):
+                time_limited = True
+                return True
+            return postprocess.stop_early(text, ctx)
 
         params = GenerationParams(
             max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
@@ -149,8 +165,16 @@ class CompletionService:
                   {k: round(v, 1) for k, v in timings.items()})
         if result.stop_reason == "cancelled":
             return None
+        if time_limited and result.stop_reason == "stop":
+            log.debug("completion %s: stopped at a line break after maxLatencyMs=%d", doc, limit_ms)
         return Completion(suggestion.text, cursor, cursor + suggestion.replace_len, ctx.mode, raw, result, timings,
-                          healed=healed)
+                          healed=healed, time_limited=time_limited and result.stop_reason == "stop")
+
+    def _local_cpu(self) -> bool:
+        """Whether an automatic time limit applies: an interactive service whose model runs on
+        this machine's CPU (not CUDA, not a remote endpoint)."""
+        device = getattr(self.engine, "device", None)
+        return self.interactive and isinstance(self.engine, Engine) and getattr(device, "type", None) == "cpu"
 
     def _prefetch(self, text: str, cursor: int, shown: Completion, doc: str, opts: Options, key: tuple) -> None:
         """In the background, compute the suggestion for the document with `shown` accepted and

@@ -207,7 +207,7 @@ class SantaLanguageServer(LanguageServer):
         from santa_lsp.service import CompletionService
 
         assert loaded is not None
-        self.service = CompletionService(loaded.engine, opts)
+        self.service = CompletionService(loaded.engine, opts, interactive=True)
         state = READY if self.options.enable else DISABLED
         self.set_status(state, loaded.warning, model=loaded.model, device=loaded.device, dtype=loaded.dtype,
                         load_seconds=loaded.load_s)

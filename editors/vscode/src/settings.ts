@@ -26,6 +26,7 @@ export interface ServerOptions {
   debounceMs: number;
   cacheSlots: number;
   threads: number;
+  maxLatencyMs: number;
 }
 
 /** Same defaults as the server's `santa_lsp/config.py` and our package.json. */
@@ -48,6 +49,7 @@ export const DEFAULT_OPTIONS: Readonly<ServerOptions> = Object.freeze({
   debounceMs: 0,
   cacheSlots: 4,
   threads: 0,
+  maxLatencyMs: -1,
 });
 
 export interface ServerCommand {

@@ -29,7 +29,8 @@ M.defaults = {
   -- endpoint (an OpenAI-compatible server such as vLLM, "http://gpu-box:8000/v1"; model is
   -- then the served name; API key from $SANTA_API_KEY, else $OPENAI_API_KEY),
   -- revision, device, dtype, maxNewTokens, mode, fimOrder, contextBudget, suffixShare,
-  -- temperature, topP, debounceMs, cacheSlots, threads.
+  -- tokenHealing, prefetch, temperature, topP, debounceMs, cacheSlots, threads,
+  -- maxLatencyMs. See :help santa_lsp-init_options.
   init_options = {},
   -- Show suggestions as you type. :SantaToggle flips it at run time.
   enabled = true,

@@ -46,6 +46,7 @@ test("settings map one-to-one to camelCase server options", () => {
     debounceMs: 25,
     cacheSlots: 2,
     threads: 1,
+    maxLatencyMs: 500,
   };
   assert.deepEqual(readSettings(reader(values)).options, values);
 });
