@@ -270,8 +270,9 @@ def _fit_to_line_suffix(text: str, ctx: Context) -> Suggestion:
         return Suggestion(_balanced_prefix(text, ctx))
     candidates = []
     retyped = rest.lstrip()
-    if text.endswith(retyped) and len(text) > len(retyped):
-        trimmed = text[: len(text) - len(retyped)]
+    ended = text.rstrip(" \t")  # the rest is compared without its trailing blanks
+    if ended.endswith(retyped) and len(ended) > len(retyped):
+        trimmed = ended[: len(ended) - len(retyped)]
         if rest[:1].isspace() and not trimmed.rstrip(" \t").endswith("\n"):  # keep a closer's own line
             trimmed = trimmed.rstrip()
         candidates.append(Suggestion(trimmed))

@@ -180,6 +180,7 @@ def test_unmatched_closers_are_cut():
     ("items = [1, 2|]\n", ", 3]\n", ", 3"),
     ("const o = {|}\n", "a: 1 }\n", "a: 1 "),  # an object literal is one line, not a block
     ("const s = `${|}`\n", "name}`\n", "name"),
+    ("    c|nst x = \n", "onst x = \n", "o"),  # the rest of the line ends in a blank
 ])
 def test_the_rest_of_the_line_is_not_typed_twice(marked, raw, expected):
     text, doc = accept(marked, raw)
