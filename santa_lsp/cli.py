@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = serve.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="speak LSP over stdin/stdout (default)")
     mode.add_argument("--tcp", action="store_true", help="listen on a TCP socket")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=2087)
+    serve.add_argument("--host", default=None, help="address to listen on, with --tcp (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port, with --tcp (default: 2087)")
     serve.add_argument("--model", default=None, help="initial model (clients can override it)")
 
     complete = sub.add_parser("complete", help="print the completion at a cursor in FILE")
@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and not args.tcp and (args.port is not None or args.host is not None):
+        parser.error("--port and --host need --tcp (the default transport is stdio)")
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="santa-lsp %(levelname)s %(name)s: %(message)s")
     if getattr(args, "offline", False):
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from santa_lsp.lsp.server import run
 
-    return run(tcp=args.tcp, host=args.host, port=args.port, model=args.model)
+    return run(tcp=args.tcp, host=args.host or "127.0.0.1", port=2087 if args.port is None else args.port,
+               model=args.model)
 
 
 def read_source(path: Path) -> str:
@@ -164,13 +168,39 @@ def _complete(args: argparse.Namespace) -> int:
     loaded = load_engine(opts)
     service = CompletionService(loaded.engine, opts, interactive=True)
     result = service.complete(text, cursor, doc=str(args.file))
-    if args.stats and result is not None and result.generation is not None:
-        g = result.generation
-        print(f"model={loaded.model} device={loaded.device} dtype={loaded.dtype} load={loaded.load_s:.2f}s "
-              f"prompt={g.prompt_tokens} generated={g.generated_tokens} stop={g.stop_reason} "
-              + " ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()), file=sys.stderr)
+    if result is None or not result.text:
+        print(f"santa-lsp: no suggestion: {_no_suggestion_reason(text, cursor, opts, str(args.file), result)}",
+              file=sys.stderr)
+    if args.stats:
+        line = f"model={loaded.model} device={loaded.device} dtype={loaded.dtype} load={loaded.load_s:.2f}s"
+        if result is not None and result.generation is not None:
+            g = result.generation
+            line += (f" prompt={g.prompt_tokens} generated={g.generated_tokens} stop={g.stop_reason}"
+                     f"{' time-limited' if result.time_limited else ''}")
+        elif result is not None:
+            line += f" source={result.source}"
+        else:
+            line += " model-run=no"
+        if result is not None:
+            line += " " + " ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items())
+        print(line, file=sys.stderr)
     sys.stdout.write((result.text if result else "") + "\n")
     return 0
+
+
+def _no_suggestion_reason(text: str, cursor: int, opts: Options, path: str, result: object) -> str:
+    """Why `complete` printed an empty line: declined here, or the model said nothing usable."""
+    from santa_lsp import context as ctxmod
+
+    if result is None:
+        if ctxmod.analyze(text, cursor, opts.mode, ctxmod.language_of(path)) is None:
+            return "the cursor is inside the indentation of a line of code (santa-lsp completes after it)"
+        return "the request was cancelled"
+    raw = getattr(result, "raw", "")
+    if not raw.strip():
+        return "the model's output was empty (it ended the completion at once)"
+    shown = raw if len(raw) <= 200 else raw[:200] + "..."
+    return f"the model's output was empty after post-processing (raw: {shown!r})"
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -223,8 +253,19 @@ def _storm(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from santa_lsp.engine.hub import resolve
+    from santa_lsp.engine.hub import complete_checkpoint, offline_mode, resolve
+    from santa_lsp.errors import ModelOfflineError
 
-    path = resolve(args.model, args.revision, allow_download=True)
+    try:
+        path = resolve(args.model, args.revision, allow_download=True)
+    except ModelOfflineError as err:
+        why = ("HF_HUB_OFFLINE is set (unset it, or drop --offline, to download)" if offline_mode()
+               else f"{err.reason}")
+        raise SantaError(f"cannot download '{args.model}': {why}. Without internet access here, run "
+                         "`santa-lsp download` on a machine that has it and copy its Hugging Face cache "
+                         "(~/.cache/huggingface/hub) here, or give the model option a local directory.") from None
+    if args.model != "bundled" and not complete_checkpoint(path):
+        raise SantaError(f"{path} holds no checkpoint (config.json and *.safetensors or pytorch_model*.bin); "
+                         "`download` fetches hub ids such as bigcode/santacoder")
     print(path)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import pytest
@@ -84,3 +85,89 @@ def test_project_files_do_not_shadow_the_standard_library(tmp_path, tiny_model_d
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
+
+
+# -- honest CLI (issue 19) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, hint", [("bundeld", "Did you mean 'bundled'?"), ("nonsense", "hub id")])
+def test_mistyped_model_name_exits_2(source, name, hint):
+    proc = run("complete", str(source), "--line", "2", "--column", "12", "--model", name)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot load model '{name}'" in proc.stderr and hint in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_synthetic_tiny_completes(source):
+    proc = run("complete", str(source), "--line", "2", "--column", "12", "--model", "synthetic:tiny",
+               "--max-new-tokens", "4", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    assert "model=synthetic:tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_suggestion_says_why(tmp_path, tiny_model_dir):
+    path = tmp_path / "indent.py"
+    path.write_text("def f():\n    return 1\n")
+    proc = run("complete", str(path), "--line", "2", "--column", "3", "--model", str(tiny_model_dir), "--stats")
+    assert proc.returncode == 0 and proc.stdout == "\n"
+    assert "no suggestion: the cursor is inside the indentation of a line of code" in proc.stderr
+    assert f"model={tiny_model_dir}" in proc.stderr  # --stats prints its line even then
+
+
+def test_device_cuda_error_names_the_model(source, tiny_model_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run("complete", str(source), "--line", "2", "--column", "12", "--model", str(tiny_model_dir),
+               "--device", "cuda")
+    assert proc.returncode == 2 and f"cannot load model '{tiny_model_dir}'" in proc.stderr
+    assert "(device)" not in proc.stderr
+
+
+def test_port_without_tcp_is_an_error():
+    proc = run("serve", "--port", "3000", timeout=30)
+    assert proc.returncode == 2 and "--tcp" in proc.stderr
+
+
+def test_serve_prints_no_pygls_info_lines():
+    proc = subprocess.run([sys.executable, "-m", "santa_lsp", "serve"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert "pygls" not in proc.stderr, proc.stderr
+
+
+def test_download_offline_names_hf_hub_offline():
+    proc = run("download", "santa-lsp-tests/not-cached")
+    assert proc.returncode == 2 and "HF_HUB_OFFLINE" in proc.stderr
+    assert "santa-lsp download santa-lsp-tests/not-cached" not in proc.stderr  # not the command just run
+
+
+def test_download_of_an_empty_directory_fails(tmp_path):
+    proc = run("download", str(tmp_path))
+    assert proc.returncode == 2 and "holds no checkpoint" in proc.stderr
+
+
+def test_ctrl_c_on_serve_tcp_is_quiet():
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "santa_lsp", "serve", "--tcp", "--port", str(port)],
+                            stderr=subprocess.PIPE, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # a client connects (and stays connected)
+            try:
+                conn = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the server did not listen"
+                time.sleep(0.1)
+        with conn:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            stderr = proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert "Traceback" not in stderr and "ERROR" not in stderr, stderr

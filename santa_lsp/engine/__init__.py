@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -42,17 +43,19 @@ class LoadedModel:
     warning: str = ""
 
 
-def pick_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+def pick_device_dtype(device: str, dtype: str, model: str = "(model)") -> tuple[torch.device, torch.dtype]:
+    """The torch device and dtype for the options; `model` names the model in errors."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("(device)", "device 'cuda' was asked for but no CUDA GPU is available", "Set device to auto or cpu.")
+        raise ModelLoadError(model, "device 'cuda' was asked for but no CUDA GPU is available",
+                             "Set device to auto or cpu.")
     if dtype == "auto":
         # fp16 on GPUs; on CPUs fp32 (exact); faster CPU paths are opt-in (benchmarks/RESULTS.md).
         dtype = "float16" if device == "cuda" else "float32"
     if dtype in QUANTIZED:
         if device == "cuda":
-            raise ModelLoadError("(dtype)", f"dtype '{dtype}' is a CPU path", "Use float16 on CUDA.")
+            raise ModelLoadError(model, f"dtype '{dtype}' is a CPU path", "Use float16 on CUDA.")
         return torch.device(device), torch.float32  # quantized matmul weights; everything else stays fp32
     return torch.device(device), getattr(torch, dtype)
 
@@ -82,7 +85,7 @@ def load_engine(
     t0 = time.perf_counter()
     if opts.endpoint.strip():
         return _connect(opts, allow_download, on_warning, t0)
-    device, dtype = pick_device_dtype(opts.device, opts.dtype)
+    device, dtype = pick_device_dtype(opts.device, opts.dtype, opts.model)
     name, warning = opts.model, ""
     try:
         model, tokenizer = _load(name, opts.revision, allow_download, tqdm_class)
@@ -135,7 +138,11 @@ def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any
         preset = name.split(":", 1)[1]
         if preset not in PRESETS:
             raise ModelLoadError(name, f"unknown preset '{preset}'", f"Choose one of {', '.join(PRESETS)}.")
-        return init_random(GPTBigCode(PRESETS[preset])), Tokenizer(BUNDLED_DIR / "tokenizer.json", "bundled")
+        tokenizer = Tokenizer(BUNDLED_DIR / "tokenizer.json", "bundled")
+        config = PRESETS[preset]
+        if config.vocab_size < tokenizer.vocab_size:  # the tiny preset: room for every token id
+            config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
+        return init_random(GPTBigCode(config)), tokenizer
     path = resolve(name, revision, allow_download, tqdm_class)
     read_config(path, name)  # cheap checks first: a 4 GB read should not precede a missing file error
     tokenizer = Tokenizer(path / "tokenizer.json", name)

@@ -7,7 +7,9 @@ reaches the hub.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -20,6 +22,9 @@ HUB_HOST = "huggingface.co"
 PROBE_TIMEOUT_S = 3.0
 # Everything the engine reads; one weights format is chosen per repository.
 _META_FILES = ["config.json", "tokenizer.json"]
+# A hub id: owner/name, each of letters, digits, '-', '_' and '.' (the hub's own rule).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+KNOWN_NAMES = ("bundled", "bigcode/santacoder", "synthetic:tiny", "synthetic:santacoder")
 
 
 def offline_mode() -> bool:
@@ -37,7 +42,20 @@ def resolve(name: str, revision: str | None = None, allow_download: bool = True,
         return path
     if path.exists() or name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise ModelLoadError(name, f"{path} is not a directory", "Give a checkpoint directory or a hub id.")
+    if not is_hub_id(name):
+        raise ModelLoadError(name, "it is neither a local directory nor a hub id (owner/name)", unknown_name_fix(name))
     return _from_hub(name, revision, allow_download, tqdm_class)
+
+
+def is_hub_id(name: str) -> bool:
+    return _HUB_ID.fullmatch(name) is not None and ".." not in name
+
+
+def unknown_name_fix(name: str) -> str:
+    close = difflib.get_close_matches(name, KNOWN_NAMES, n=1, cutoff=0.6)
+    hint = f"Did you mean '{close[0]}'? " if close else ""
+    return (f"{hint}Give 'bundled', a hub id such as 'bigcode/santacoder', a checkpoint directory, "
+            "or 'synthetic:<preset>'.")
 
 
 def _from_hub(repo: str, revision: str | None, allow_download: bool, tqdm_class: Any) -> Path:
@@ -45,7 +63,7 @@ def _from_hub(repo: str, revision: str | None, allow_download: bool, tqdm_class:
 
     try:
         cached = snapshot_download(repo, revision=revision, local_files_only=True)
-        if _complete(Path(cached)):
+        if complete_checkpoint(Path(cached)):
             return Path(cached)
     except Exception:  # not cached (LocalEntryNotFoundError and friends)
         pass
@@ -69,7 +87,8 @@ def _from_hub(repo: str, revision: str | None, allow_download: bool, tqdm_class:
         raise ModelLoadError(repo, f"download failed ({type(err).__name__}: {err})", how) from err
 
 
-def _complete(path: Path) -> bool:
+def complete_checkpoint(path: Path) -> bool:
+    """Whether `path` holds a config and weights (a tokenizer is checked when loading)."""
     return (path / "config.json").is_file() and (any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin")))
 
 

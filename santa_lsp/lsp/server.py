@@ -458,9 +458,9 @@ def create_server(model: str | None = None) -> SantaLanguageServer:
 def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str | None = None) -> int:
     """Serve until the client exits, stdin closes or the client process dies, then exit the process
     (0 after a shutdown request, 1 otherwise)."""
-    ls = create_server(model)
-    if not log.isEnabledFor(logging.DEBUG):
+    if not log.isEnabledFor(logging.DEBUG):  # before create_server: it logs every registration
         logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
+    ls = create_server(model)
     forward = ClientLogHandler(lambda kind, text: ls.on_loop(
         ls.window_log_message, types.LogMessageParams(type=kind, message=text)))
     logging.getLogger("santa_lsp").addHandler(forward)

@@ -110,6 +110,10 @@ def serve_tcp(ls: SantaLanguageServer, host: str, port: int) -> None:
                 await pump(ls, lambda: reader.read(CHUNK))
             except (ConnectionError, OSError) as err:
                 log.warning("connection to %s lost: %s", peer, err)
+            except asyncio.CancelledError:
+                # Ctrl+C: asyncio.run cancels this task, and asyncio's stream callback would log
+                # the cancellation as an error with three chained tracebacks. Leave quietly.
+                return
             finally:
                 log.info("client %s disconnected", peer)
                 done.set()
