@@ -64,11 +64,18 @@ def word_before(text: str, offset: int) -> str:
     return _WORD_BEFORE.search(text, text.rfind("\n", 0, offset) + 1, offset).group()
 
 
-def inline_completion_list(suggestion: Suggestion | None) -> types.InlineCompletionList:
+ACCEPTED_COMMAND = "santa.accepted"
+
+
+def inline_completion_list(suggestion: Suggestion | None, item_id: int | None = None) -> types.InlineCompletionList:
+    """`item_id`: the client runs `santa.accepted <item_id>` after inserting the item (local
+    acceptance counts, see status.Feedback)."""
     if suggestion is None:
         return types.InlineCompletionList(items=[])
+    command = None if item_id is None else types.Command(title="santa-lsp: accepted", command=ACCEPTED_COMMAND,
+                                                         arguments=[item_id])
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=suggestion.text,
-                                                                        range=suggestion.range)])
+                                                                        range=suggestion.range, command=command)])
 
 
 def completion_list(suggestion: Suggestion | None) -> types.CompletionList:

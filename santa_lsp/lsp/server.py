@@ -28,7 +28,7 @@ from santa_lsp.lsp.client_log import ClientLogHandler
 from santa_lsp.lsp.loading import load_in_background
 from santa_lsp.lsp.protocol import SantaProtocol
 from santa_lsp.lsp.scheduler import Job, Scheduler
-from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, ModelStatus, Stats, status_report
+from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, Feedback, ModelStatus, Stats, status_report
 from santa_lsp.lsp.throttle import clip
 
 if TYPE_CHECKING:  # torch is imported by the loading thread, so initialize is answered at once
@@ -64,6 +64,7 @@ class SantaLanguageServer(LanguageServer):
         self.initialization_options: Any = None
         self.status = ModelStatus(requested_model=self.options.model)
         self.stats = Stats()
+        self.feedback = Feedback()  # acceptance counts, local only
         self.service: CompletionService | None = None
         self.loaded_options: Options | None = None  # options the current (or loading) model was asked with
         self.scheduler = Scheduler()
@@ -123,7 +124,7 @@ class SantaLanguageServer(LanguageServer):
         engine = service.engine if service is not None else None
         return status_report(self.status, self.stats, engine.totals if engine else None,
                              engine.cache_bytes() if engine else 0, self.position_encoding(),
-                             getattr(service, "stats", None))
+                             getattr(service, "stats", None), self.feedback)
 
     def position_encoding(self) -> str:
         kind = self.workspace.position_encoding  # a PositionEncodingKind or a plain string
@@ -248,6 +249,7 @@ class SantaLanguageServer(LanguageServer):
         t0 = time.perf_counter()
         self.stats.requests += 1
         key = doc_key(uri)
+        self.feedback.moved_on(key)
         if (self.status.state == LOADING and self._loading and not self.shutdown_requested
                 and key in self.workspace.text_documents):
             self.stats.waited_for_load += 1
@@ -346,9 +348,24 @@ def on_initialized(ls: SantaLanguageServer, params: types.InitializedParams) -> 
 async def on_inline_completion(ls: SantaLanguageServer,
                                params: types.InlineCompletionParams) -> types.InlineCompletionList:
     context = params.context
-    suggestion = await ls.suggest(params.text_document.uri, params.position, context.selected_completion_info,
+    uri = params.text_document.uri
+    suggestion = await ls.suggest(uri, params.position, context.selected_completion_info,
                                   context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
-    return items.inline_completion_list(suggestion)
+    item_id = None
+    if suggestion is not None:
+        item_id = ls.feedback.shown(doc_key(uri), _language(ls, uri))
+    return items.inline_completion_list(suggestion, item_id)
+
+
+def _language(ls: SantaLanguageServer, uri: str) -> str:
+    """The document's languageId as the client named it, else a guess from its file name."""
+    doc = ls.workspace.text_documents.get(doc_key(uri))
+    language = getattr(doc, "language_id", None)
+    if isinstance(language, str) and language:
+        return language[:40]
+    from santa_lsp.context import language_of
+
+    return language_of(uri) or "unknown"
 
 
 async def on_completion(ls: SantaLanguageServer, params: types.CompletionParams) -> types.CompletionList:
@@ -369,6 +386,7 @@ def on_did_close(ls: SantaLanguageServer, params: types.DidCloseTextDocumentPara
     key = doc_key(params.text_document.uri)
     ls.scheduler.cancel(key)
     ls.release_waiters(False, key)
+    ls.feedback.moved_on(key)
     if ls.service is not None:
         ls.service.forget(key)
 
@@ -435,6 +453,15 @@ def cmd_status(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
     return report
 
 
+def cmd_accepted(ls: SantaLanguageServer, *args: Any) -> bool:
+    """`santa.accepted <id> [word|line]`: the client inserted (part of) suggestion `id`."""
+    item_id, kind = (list(args) + [None, "all"])[:2]
+    if not ls.feedback.accepted(item_id, kind if kind is not None else "all"):
+        log.debug("santa.accepted: unknown suggestion %r or kind %r", clip(repr(item_id), 60), clip(repr(kind), 60))
+        return False
+    return True
+
+
 def cmd_reload(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
     ls.load_model()
     return ls.report()
@@ -452,6 +479,7 @@ def create_server(model: str | None = None) -> SantaLanguageServer:
     ls.feature(types.EXIT)(on_exit)
     ls.command(STATUS_COMMAND)(cmd_status)
     ls.command(RELOAD_COMMAND)(cmd_reload)
+    ls.command(items.ACCEPTED_COMMAND)(cmd_accepted)
     return ls
 
 

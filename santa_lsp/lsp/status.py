@@ -7,7 +7,7 @@ status bar); `status_report` is the answer to `workspace/executeCommand santa.st
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,71 @@ class Stats:
         }
 
 
+FEEDBACK_IDS = 1000  # suggestions remembered for a late acceptance command
+PARTIAL_KINDS = ("word", "line")
+
+
+class Feedback:
+    """Acceptance counted on this machine, never sent anywhere: per language, suggestions
+    shown, accepted (all of it), partially accepted (a word or a line, once per suggestion)
+    and dismissed (a newer request or a close for the document came first). Editors report an
+    acceptance through the item's `command` (`santa.accepted <id> [word|line]`), which they run
+    after inserting the text; it may come after the next request, so a suggestion counted as
+    dismissed turns accepted then."""
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self._items: OrderedDict[int, list[str]] = OrderedDict()  # id -> [language, state]
+        self._last: dict[str, int] = {}  # document -> id of its last suggestion
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def _count(self, language: str, key: str, delta: int = 1) -> None:
+        c = self.counts.setdefault(language, {"shown": 0, "accepted": 0, "partiallyAccepted": 0, "dismissed": 0})
+        c[key] += delta
+
+    def shown(self, doc: str, language: str) -> int:
+        self.moved_on(doc)
+        self._next_id += 1
+        self._items[self._next_id] = [language, "shown"]
+        while len(self._items) > FEEDBACK_IDS:
+            self._items.popitem(last=False)
+        self._last[doc] = self._next_id
+        self._count(language, "shown")
+        return self._next_id
+
+    def moved_on(self, doc: str) -> None:
+        """A newer request for `doc`, or `doc` closed: its last suggestion, unless taken, was dismissed."""
+        item = self._items.get(self._last.pop(doc, 0))
+        if item is not None and item[1] == "shown":
+            item[1] = "dismissed"
+            self._count(item[0], "dismissed")
+
+    def accepted(self, item_id: object, kind: object = "all") -> bool:
+        """Count an acceptance; False for an unknown id or kind."""
+        if isinstance(item_id, bool) or not isinstance(item_id, int):
+            return False
+        item = self._items.get(item_id)
+        if item is None or kind not in ("all", *PARTIAL_KINDS):
+            return False
+        language, state = item
+        if state == "dismissed":  # the command came after the next request
+            self._count(language, "dismissed", -1)
+        if kind == "all" and state != "accepted":
+            item[1] = "accepted"
+            self._count(language, "accepted")
+        elif kind != "all" and state in ("shown", "dismissed"):
+            item[1] = "partial"
+            self._count(language, "partiallyAccepted")
+        return True
+
+    def report(self) -> dict[str, dict[str, int]]:
+        total = {"shown": 0, "accepted": 0, "partiallyAccepted": 0, "dismissed": 0}
+        for counts in self.counts.values():
+            for key, value in counts.items():
+                total[key] += value
+        return {"total": total, **{lang: dict(c) for lang, c in sorted(self.counts.items())}}
+
+
 def _percentile(sorted_values: list[float], p: float) -> float | None:
     """Nearest-rank percentile; None without samples."""
     if not sorted_values:
@@ -75,7 +140,8 @@ def _percentile(sorted_values: list[float], p: float) -> float | None:
 
 def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, int] | None = None,
                   cache_bytes: int = 0, position_encoding: str = "",
-                  service_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+                  service_stats: dict[str, Any] | None = None,
+                  feedback: Feedback | None = None) -> dict[str, Any]:
     """`service_stats` (the pipeline's own counters: typing-ahead hits...) join `stats`, camelCased."""
     merged = stats.as_dict(engine_totals, cache_bytes)
     for key, value in (service_stats or {}).items():
@@ -86,6 +152,7 @@ def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, in
         "loadSeconds": None if status.load_seconds is None else round(status.load_seconds, 2),
         "positionEncoding": position_encoding,
         "stats": merged,
+        "acceptance": (feedback or Feedback()).report(),
         "memory": memory_report(),
     }
 

@@ -301,6 +301,30 @@ def test_accept_word_and_line(nvim_factory, renderer):
     wait_for(lambda: vim.buffer() == ["x = computed(a, b)"], 5, "the line accepted", lambda: vim.buffer())
 
 
+ACCEPTS_LUA = """
+local client = require('santa_lsp').clients(0)[1]
+local res = client:request_sync('workspace/executeCommand', { command = 'santa.accepts', arguments = {} }, 2000, 0)
+return res and res.result
+"""
+
+
+@pytest.mark.parametrize("renderer", ["native", "fallback"])
+def test_acceptance_is_reported_to_the_server(nvim_factory, renderer):
+    vim = nvim_factory(fake_opts(renderer=renderer))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.feed("ix = comp")
+    vim.wait_ghost(10)
+    vim.feed("<M-Right>")  # a word: partial
+    wait_for(lambda: vim.buffer() == ["x = computed"], 5, "one word accepted", lambda: vim.buffer())
+    wait_for(lambda: vim.lua(ACCEPTS_LUA) == [[7, "word"]], 5, "santa.accepted 7 word", lambda: vim.lua(ACCEPTS_LUA))
+    vim.wait_ghost(10, lambda g: g["lines"][0].startswith("(a, b)"))
+    vim.feed("<Tab>")  # the rest: the item's own command, as the server sent it
+    wait_for(lambda: vim.buffer() == ["x = computed(a, b)", "print(a)"], 5, "accepted", lambda: vim.buffer())
+    wait_for(lambda: vim.lua(ACCEPTS_LUA) == [[7, "word"], [7]], 5, "santa.accepted 7", lambda: vim.lua(ACCEPTS_LUA))
+
+
 @pytest.mark.parametrize("renderer", ["native", "fallback"])
 def test_utf16_positions(nvim_factory, renderer, monkeypatch):
     monkeypatch.setenv("FAKE_SANTA_ENCODING", "utf-16")
@@ -382,6 +406,19 @@ def test_setup_is_idempotent(nvim_factory):
     vim.feed("<C-l>")
     wait_for(lambda: vim.buffer() == ["x = computed(a, b)", "print(a)"], 5, "accepted with <C-l>",
              lambda: vim.buffer())
+
+
+def test_santa_status_leaves_no_press_enter(nvim_factory):
+    vim = nvim_factory(fake_opts())
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.nvim.command("set columns=40")  # shorter than the status line
+    vim.nvim.command("SantaStatus")
+    wait_for(lambda: "ready" in vim.nvim.command_output("messages"), 5, "status message")
+    # A message wider than the command line is what brings up "Press ENTER" in a UI.
+    last = vim.nvim.command_output("messages").splitlines()[-1]
+    assert last.startswith("santa_lsp: ready") and len(last) < 40, last
 
 
 def test_commands_and_checkhealth(nvim_factory):
@@ -524,7 +561,8 @@ def fake_server() -> None:
         if not word or not full.startswith(word):
             return t.InlineCompletionList(items=[])
         start = t.Position(params.position.line, params.position.character - len(word))
-        items = [t.InlineCompletionItem(insert_text=full, range=t.Range(start, params.position))]
+        items = [t.InlineCompletionItem(insert_text=full, range=t.Range(start, params.position),
+                                        command=t.Command(title="accepted", command="santa.accepted", arguments=[7]))]
         if "computed_total()".startswith(word):
             items.append(t.InlineCompletionItem(insert_text="computed_total()"[len(word):]))
         return t.InlineCompletionList(items=items)
@@ -538,6 +576,17 @@ def fake_server() -> None:
     @server.command("santa.status")
     def status(ls, *args):  # no annotations: pygls reads them to convert arguments
         return {"state": "ready", "model": "fake-model", "device": "cpu", "dtype": "float32"}
+
+    accepted = []
+
+    @server.command("santa.accepted")
+    def on_accepted(ls, *args):
+        accepted.append(list(args))
+        return True
+
+    @server.command("santa.accepts")
+    def accepts(ls, *args):
+        return accepted
 
     @server.command("santa.reload")
     def reload(ls, *args):

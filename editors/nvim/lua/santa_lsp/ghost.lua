@@ -157,7 +157,7 @@ local function to_items(bufnr, result, encoding, row, col)
       end
     end
     if text ~= '' then
-      table.insert(items, { text = text, suffix = suffix })
+      table.insert(items, { text = text, suffix = suffix, command = item.command })
     end
   end
   return items
@@ -332,6 +332,8 @@ function M.accept(kind)
       clear(bufnr) -- all taken: the next change asks the server again
     end
     santa().insert_at_cursor(text)
+    santa().report_accepted(vim.lsp.get_client_by_id(s.client_id), item.command, text == rest and 'all' or kind,
+      bufnr)
     if text == rest and item.suffix and item.suffix ~= '' then
       local row, col = cursor()
       local after = api.nvim_buf_get_text(bufnr, row, col, row, col + #item.suffix, {})[1]

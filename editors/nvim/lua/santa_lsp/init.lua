@@ -285,6 +285,20 @@ local function native_remainder(item)
   return vim.startswith(text, typed) and text:sub(#typed + 1) or nil
 end
 
+--- Runs an accepted item's command (the server counts acceptance, locally); `kind` "word" or
+--- "line" tells it only part of the item was taken.
+function M.report_accepted(client, command, kind, bufnr)
+  if not client or type(command) ~= 'table' or type(command.command) ~= 'string' then
+    return
+  end
+  local arguments = type(command.arguments) == 'table' and vim.deepcopy(command.arguments) or {}
+  if kind and kind ~= 'all' then
+    table.insert(arguments, kind)
+  end
+  M.client_call(client, 'request', 'workspace/executeCommand', { command = command.command, arguments = arguments },
+    function() end, bufnr)
+end
+
 --- Accepts the shown suggestion, all of it or its next word / line.
 --- Safe in an `<expr>` mapping: the buffer changes on the next tick.
 ---@param kind? "all"|"word"|"line"
@@ -304,7 +318,10 @@ function M.accept(kind)
     on_accept = function(item)
       local rest = native_remainder(item)
       if rest and rest ~= '' then
-        M.insert_at_cursor(M.partial(rest, kind))
+        local text = M.partial(rest, kind)
+        M.insert_at_cursor(text)
+        -- get() runs the item's command only when it inserts the item itself.
+        M.report_accepted(vim.lsp.get_client_by_id(item.client_id), item.command, text == rest and 'all' or kind)
       end
     end,
   })
@@ -370,6 +387,16 @@ local function exec(command, on_result)
   end
 end
 
+--- Echoes `text` cut to the command line's width: a longer message asks "Press ENTER".
+--- The whole state is in require('santa_lsp').status() and :checkhealth santa_lsp.
+function M.echo_line(text)
+  local room = math.max(10, vim.v.echospace)
+  if vim.fn.strdisplaywidth(text) > room then
+    text = vim.fn.strcharpart(text, 0, room - 2) .. '…'
+  end
+  api.nvim_echo({ { text } }, true, {})
+end
+
 local function format_status(s)
   s = s or status
   local parts = { 'santa_lsp: ' .. tostring(s.state or '?') }
@@ -377,6 +404,10 @@ local function format_status(s)
     if s[key] ~= nil and s[key] ~= vim.NIL and s[key] ~= '' then
       table.insert(parts, ('%s=%s'):format(key, s[key]))
     end
+  end
+  local shown = type(s.acceptance) == 'table' and type(s.acceptance.total) == 'table' and s.acceptance.total
+  if shown and (shown.shown or 0) > 0 then
+    table.insert(parts, ('accepted %d/%d'):format(shown.accepted or 0, shown.shown))
   end
   if s.message and s.message ~= vim.NIL and s.message ~= '' then
     table.insert(parts, '- ' .. s.message)
@@ -391,16 +422,16 @@ local function create_commands()
     SantaStatus = {
       function()
         if #M.clients() == 0 then
-          print(format_status({ state = 'stopped' }))
+          M.echo_line(format_status({ state = 'stopped' }))
           return
         end
         exec('santa.status', function(result)
-          print(format_status(type(result) == 'table' and vim.tbl_extend('force', status, result) or status))
+          M.echo_line(format_status(type(result) == 'table' and vim.tbl_extend('force', status, result) or status))
         end)
       end,
       'Show the santa-lsp server state (model, device, dtype)',
     },
-    SantaToggle = { function() M.enable() print(format_status()) end, 'Turn inline suggestions on/off' },
+    SantaToggle = { function() M.enable() M.echo_line(format_status()) end, 'Turn inline suggestions on/off' },
     SantaEnable = { function() M.enable(true) end, 'Turn inline suggestions on' },
     SantaDisable = { function() M.enable(false) end, 'Turn inline suggestions off' },
     SantaReload = { function() exec('santa.reload') end, 'Reload the model with the current options' },
