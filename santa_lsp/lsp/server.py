@@ -450,6 +450,13 @@ def on_exit(ls: SantaLanguageServer, *args: Any) -> None:
 def cmd_status(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
     report = ls.report()
     report["stats"].update(ls.scheduler.queue_stats())
+    engine = ls.service.engine if ls.service is not None else None
+    remote_status = getattr(engine, "status", None)
+    if callable(remote_status):  # a RemoteEngine: the endpoint's health and counters
+        try:
+            report["remote"] = remote_status()
+        except Exception as err:  # a report must never fail for its extras
+            report["remote"] = {"error": clip(f"{type(err).__name__}: {err}", MESSAGE_CHARS)}
     return report
 
 

@@ -16,7 +16,7 @@ from santa_lsp.config import Options
 
 SECTION = "santa"
 # Changing one of these needs a new engine: the model is loaded again.
-RELOAD_FIELDS = ("model", "revision", "device", "dtype", "cache_slots", "threads")
+RELOAD_FIELDS = ("model", "endpoint", "revision", "device", "dtype", "cache_slots", "threads")
 MAX_STRING = 4096  # characters of any string option (model names and paths included)
 MAX_ERROR = 300  # characters of one complaint in a message
 
