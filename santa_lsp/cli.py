@@ -29,7 +29,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: float16 on CUDA, float32 on CPU; bfloat16 and int8 are faster, lossy CPU paths")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic: 1 thread for models under 50M parameters, "
+                        "else torch's default: one per core)")
     p.add_argument("--offline", action="store_true", help="never touch the network (like HF_HUB_OFFLINE=1)")
 
 

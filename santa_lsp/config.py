@@ -59,7 +59,7 @@ class Options:
     # Number of documents whose KV cache is kept (LRU).
     cache_slots: int = 4
     # CPU threads for inference; 0: automatic (1 thread for models under 50M parameters, else
-    # torch's default, one per core).
+    # torch's default: one per core).
     threads: int = 0
     # Time limit per request in milliseconds: past it, decoding stops at the next line break and
     # the complete lines are shown. -1: automatic (1000 on CPU, off on CUDA and for an
