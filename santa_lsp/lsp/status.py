@@ -66,6 +66,7 @@ class Stats:
 
 
 FEEDBACK_IDS = 1000  # suggestions remembered for a late acceptance command
+FEEDBACK_LANGUAGES = 64  # languages counted apart; the rest are "other"
 PARTIAL_KINDS = ("word", "line")
 
 
@@ -84,6 +85,8 @@ class Feedback:
         self.counts: dict[str, dict[str, int]] = {}
 
     def _count(self, language: str, key: str, delta: int = 1) -> None:
+        if language not in self.counts and len(self.counts) >= FEEDBACK_LANGUAGES:
+            language = "other"  # a client inventing language ids cannot grow the report
         c = self.counts.setdefault(language, {"shown": 0, "accepted": 0, "partiallyAccepted": 0, "dismissed": 0})
         c[key] += delta
 
