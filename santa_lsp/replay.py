@@ -412,8 +412,9 @@ def default_files() -> list[Path]:
 
     stdlib = Path(_tw.__file__).parent
     files = [stdlib / name for name in ("textwrap.py", "shlex.py", "fractions.py", "heapq.py", "bisect.py")]
-    data = Path(__file__).resolve().parent.parent / "tests" / "data" / "replay"
-    files += sorted(data.glob("*.js")) + sorted(data.glob("*.java"))
+    data = Path(__file__).resolve().parent.parent / "tests" / "data"
+    files += sorted((data / "replay").glob("*.js")) + sorted((data / "replay").glob("*.java"))
+    files.append(data / "heldout" / "CalendarUtils.java")  # Apache Commons Lang, kept there once
     return [f for f in files if f.is_file()]
 
 

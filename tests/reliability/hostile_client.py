@@ -4,6 +4,8 @@ server without a model (`enable: false`, so torch is never imported) for protoco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import json
 import threading
 from pathlib import Path
@@ -60,3 +62,17 @@ def start_bare(log: Path, extra_env: dict[str, str] | None = None, capabilities:
         client.notify("initialized", {})
         client.wait_ready(timeout=30, states=("disabled",))
     return client
+
+
+def bare_session(log: Path, shutdown: bool = False) -> Iterator[HostileClient]:
+    """A module fixture's body: a bare server logging to `log`, checked alive at the end (and
+    shut down cleanly when `shutdown`)."""
+    client = start_bare(log)
+    client.log = log
+    yield client
+    try:
+        assert client.proc.poll() is None, "the server died"
+        if shutdown:
+            assert client.shutdown() == 0
+    finally:
+        client.close()

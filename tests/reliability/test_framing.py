@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from hostile_client import frame, raw_frame, start_bare
+from hostile_client import bare_session, frame, raw_frame, start_bare
 
 from santa_lsp.lsp.framing import MAX_BODY, Broken, Framer, Message
 
@@ -41,15 +41,7 @@ BAD_FRAMES = {
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory):
-    log = tmp_path_factory.mktemp("framing") / "stderr.log"
-    client = start_bare(log)
-    client.log = log
-    yield client
-    try:
-        assert client.proc.poll() is None, "the server died"
-        assert client.shutdown() == 0
-    finally:
-        client.close()
+    yield from bare_session(tmp_path_factory.mktemp("framing") / "stderr.log", shutdown=True)
 
 
 @pytest.fixture

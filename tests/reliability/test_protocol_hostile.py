@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from hostile_client import frame, raw_frame, start_bare
+from hostile_client import bare_session, frame, raw_frame, start_bare
 
 STATUS = {"command": "santa.status", "arguments": []}
 URI = "file:///hostile/doc.py"
@@ -19,14 +19,7 @@ def request(msg_id, method="workspace/executeCommand", params=STATUS, **extra):
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory):
-    log = tmp_path_factory.mktemp("protocol") / "stderr.log"
-    client = start_bare(log)
-    client.log = log
-    yield client
-    try:
-        assert client.proc.poll() is None, "the server died"
-    finally:
-        client.close()
+    yield from bare_session(tmp_path_factory.mktemp("protocol") / "stderr.log")
 
 
 def answered(client, msg_id, timeout=15):
