@@ -17,7 +17,8 @@ import torch
 from santa_lsp.config import BUNDLED_MODEL, Options
 from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
-from santa_lsp.engine.model import CPU_LINEARS, PRESETS, GPTBigCode, init_random, prepare_for_cpu
+from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.quantize import CPU_LINEARS, prepare_for_cpu
 from santa_lsp.engine.tokenizer import Tokenizer
 from santa_lsp.engine.weights import load_checkpoint, read_config
 from santa_lsp.errors import ModelLoadError, ModelOfflineError

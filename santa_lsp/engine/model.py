@@ -12,7 +12,6 @@ D = head_dim, V = vocab.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -174,92 +173,6 @@ class GPTBigCode(nn.Module):
         if self.lm_head is not None:
             return self.lm_head(x.to(self.wte.weight.dtype)).float()  # [T, V]
         return torch.matmul(x.to(self.wte.weight.dtype), self.wte.weight.t()).float()  # [T, V]
-
-
-# -- CPU fast paths ------------------------------------------------------------------------------
-# Decoding one token reads every weight once, so on a CPU its speed is memory bandwidth over
-# weight bytes. Eager bf16 `nn.Linear` does not reach that floor; these modules do. They replace
-# the model's Linear layers after loading (`prepare_for_cpu`); the forward code is unchanged.
-
-
-class PackedBF16Linear(nn.Module):
-    """bf16 linear through oneDNN with the weight reordered once into its blocked layout
-    (AMX / AVX512-BF16 kernels; accumulation in fp32)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        w = weight.detach().to(torch.bfloat16).contiguous()
-        self.out_features, self.in_features = w.shape
-        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(w, 1), persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-
-
-class Int8Linear(nn.Module):
-    """int8 weights (one scale per output channel) with activations quantized on the fly per
-    call (fbgemm dynamic quantization, VNNI int8 dot products, int32 accumulation): a quarter of
-    fp32's bytes per token. Lossy; opt-in through dtype `int8`."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        w = weight.detach().float().contiguous()
-        self.out_features, self.in_features = w.shape
-        scale = (w.abs().amax(dim=1).clamp(min=1e-8) / 127.0).double()
-        zero = torch.zeros(w.shape[0], dtype=torch.long)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch flags the quantized-tensor API as legacy
-            qweight = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
-            b = None if bias is None else bias.detach().float()
-            self._packed = torch.ops.quantized.linear_prepack(qweight, b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, False)
-
-
-class Int4Linear(nn.Module):
-    """4-bit weights, asymmetric, one (scale, zero) per group of INT4_GROUP inputs, bf16
-    activations (torch's int4 CPU kernel, whose fp32 path is 30x slower): an eighth of fp32's
-    bytes. Lossy; opt-in, dtype `int4`."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        w = weight.detach().float()
-        n, k = w.shape
-        self.out_features, self.in_features = n, k
-        groups = w.reshape(n, k // INT4_GROUP, INT4_GROUP)
-        lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-        scale = (hi - lo).clamp(min=1e-8) / 15
-        q = ((groups - lo) / scale).round_().clamp_(0, 15).to(torch.int32).reshape(n, k)
-        # The kernel computes w = (q - 8) * scale + zero, so zero = lo + 8 * scale.
-        scales_zeros = torch.stack([scale.squeeze(-1).t(), (lo + 8 * scale).squeeze(-1).t()], -1)  # [k/G, n, 2]
-        self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 1), persistent=False)
-        self.register_buffer("scales_zeros", scales_zeros.to(torch.bfloat16).contiguous(), persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.packed, INT4_GROUP, self.scales_zeros).float()
-        return y if self.bias is None else y + self.bias
-
-
-INT4_GROUP = 64
-CPU_LINEARS: dict[str, type[nn.Module]] = {"bfloat16": PackedBF16Linear, "int8": Int8Linear, "int4": Int4Linear}
-
-
-def prepare_for_cpu(model: GPTBigCode, kind: str) -> GPTBigCode:
-    """Swap every Linear (and the tied lm_head) for the CPU kernel `kind` ("bfloat16" | "int8").
-
-    For bfloat16 the model must already be in bf16; for int8 it stays fp32 everywhere else
-    (embeddings, norms, attention, KV cache), so only the matmul weights are quantized.
-    """
-    make = CPU_LINEARS[kind]
-    for block in model.h:
-        for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"), (block.mlp, "c_fc"), (block.mlp, "c_proj")):
-            lin = getattr(parent, name)
-            setattr(parent, name, make(lin.weight, lin.bias))
-    model.lm_head = make(model.wte.weight, None)
-    return model
 
 
 def init_random(model: GPTBigCode, seed: int = 0) -> GPTBigCode:
