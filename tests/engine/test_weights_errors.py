@@ -107,7 +107,7 @@ def test_thread_count_follows_the_model_loaded_last(tiny_model_dir):
     """A server that reloads from a small model to a big one must not stay on one thread."""
     import torch
 
-    from santa_lsp.engine import _DEFAULT_THREADS, _set_threads
+    from santa_lsp.engine.load import _DEFAULT_THREADS, _set_threads
     from santa_lsp.engine.model import PRESETS, GPTBigCode
 
     load_engine(Options(model=str(tiny_model_dir)))
