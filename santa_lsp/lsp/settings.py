@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from santa_lsp.config import Options
+from santa_lsp.config import OPTIONS, Options
 
 SECTION = "santa"
-# Changing one of these needs a new engine: the model is loaded again.
-RELOAD_FIELDS = ("model", "endpoint", "revision", "device", "dtype", "cache_slots", "threads")
+# Changing one of these needs a new engine: the model is loaded again (declared in config.py).
+RELOAD_FIELDS = tuple(name for name, declared in OPTIONS.items() if declared.spec.reload)
 MAX_STRING = 4096  # characters of any string option (model names and paths included)
 MAX_ERROR = 300  # characters of one complaint in a message
 

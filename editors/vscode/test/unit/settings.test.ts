@@ -128,18 +128,17 @@ test("package.json contributes a setting for every server option, with the same 
 
 test("every option we send exists in santa_lsp/config.py with the same default", (t) => {
   // config.py needs only the standard library; skip where no Python can import it.
-  const script =
-    "import dataclasses, json, sys; sys.path.insert(0, '../..'); from santa_lsp.config import Options; " +
-    "print(json.dumps(dataclasses.asdict(Options())))";
-  const python = spawnSync(process.env.PYTHON ?? "python3", ["-c", script], { encoding: "utf8" });
+  // `python -m santa_lsp.config --json`: every option by its wire key, as config.py declares it.
+  const python = spawnSync(process.env.PYTHON ?? "python3", ["-m", "santa_lsp.config", "--json"], {
+    encoding: "utf8",
+    cwd: "../..",
+  });
   if (python.status !== 0) {
     t.skip(`cannot import santa_lsp.config: ${python.error?.message ?? python.stderr.trim().split("\n").pop()}`);
     return;
   }
-  const server = JSON.parse(python.stdout) as Record<string, unknown>;
-  const camel = Object.fromEntries(
-    Object.entries(server).map(([key, value]) => [key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), value]),
-  );
+  const declared = JSON.parse(python.stdout) as Record<string, { default: unknown }>;
+  const camel = Object.fromEntries(Object.entries(declared).map(([key, option]) => [key, option.default]));
   // What we send must exist on the server with the same default; an option the server added
   // since is only reported, since the server's default applies until a setting is added here.
   const ours = DEFAULT_OPTIONS as unknown as Record<string, unknown>;
