@@ -4,6 +4,7 @@
 Here one token attends over the whole preallocated cache with a mask computed from a position
 *tensor*: every tensor keeps its shape and address from step to step, which is what a CUDA
 graph needs. Rewinding stays free (only the position moves; stale cache rows are masked).
+Both go through `GPTBigCode.run` and its one attention: the maths is written once, in model.py.
 
 On CPU the static step runs eagerly (tests check it against `forward`); on CUDA
 `GraphedDecoder` captures it once per cache and then replays it, one launch per token.
@@ -11,35 +12,17 @@ On CPU the static step runs eagerly (tests check it against `forward`); on CUDA
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
-from santa_lsp.engine.model import GPTBigCode, KVCache
+from santa_lsp.engine.model import GPTBigCode, KVCache, causal_mask
 
 
 @torch.inference_mode()
 def static_decode(model: GPTBigCode, token: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Logits [V] (fp32) for one token `token` [1] at position `pos` [1]; writes its K/V in place."""
-    cfg = model.config
-    C, H, D = cfg.n_embd, cfg.n_head, cfg.head_dim
-    S = cache.max_len
-    visible = torch.arange(S, device=pos.device) <= pos  # [S]
-    x = model.wte(token) + model.wpe(pos)  # [1, C]
-    for i, block in enumerate(model.h):
-        attn = block.attn
-        q, k, v = attn.c_attn(block.ln_1(x)).split((C, D, D), dim=-1)  # [1, C], [1, D], [1, D]
-        cache.k[i].index_copy_(0, pos, k)
-        cache.v[i].index_copy_(0, pos, v)
-        scores = torch.matmul(q.reshape(H, D), cache.k[i].t()).float() * (1.0 / math.sqrt(D))  # [H, S]
-        scores = scores.masked_fill(~visible, float("-inf"))
-        out = torch.matmul(torch.softmax(scores, dim=-1).to(x.dtype), cache.v[i]).reshape(1, C)  # [1, C]
-        x = x + attn.c_proj(out)
-        x = x + block.mlp(block.ln_2(x))
-    ln = model.ln_f
-    x = F.layer_norm(x.float(), (C,), ln.weight.float(), ln.bias.float(), ln.eps)
-    return torch.matmul(x.to(model.wte.weight.dtype), model.wte.weight.t()).float()[0]
+    """Logits [V] (fp32) for one token `token` [1] at position `pos` [1]; writes its K/V in place.
+
+    The same pass as `GPTBigCode.forward`, over the whole cache: rows past `pos` are masked."""
+    return model.run(token, pos, cache.max_len, causal_mask(pos, cache.max_len), cache)[0]
 
 
 class GraphedDecoder:

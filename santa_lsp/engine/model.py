@@ -1,11 +1,15 @@
 """GPT-2 body with multi-query attention: the SantaCoder / GPTBigCode architecture.
 
+The model only, in plain torch: config, KV cache, attention, MLP, block, forward. Its matmuls
+are `nn.Linear` here; quantize.py swaps CPU kernels in after loading, load.py builds and places
+it, generate.py drives it, graphs.py captures its decode step for CUDA graphs.
+
 One shared K/V head (MQA) keeps the KV cache tiny: per layer, K and V are [max_len, head_dim]
 for one sequence. The cache is preallocated and written in place by absolute position, so
 rewinding to any prefix is O(1) (only the caller's notion of length moves) and a decode
 step always sees tensors of the same shape.
 
-Shapes in comments: T = new tokens, S = cached + new tokens, C = n_embd, H = n_head,
+Shapes in comments: T = new tokens, S = cache rows attended (cached + new tokens), C = n_embd, H = n_head,
 D = head_dim, V = vocab.
 """
 
@@ -72,27 +76,33 @@ class MultiQueryAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.head_dim)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor, pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, span: int, mask: torch.Tensor | None,
+                k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+        """The model's one attention: `x` [T, C] at absolute `positions` [T] writes its K/V there,
+        then attends over cache rows 0..span-1 where `mask` [T, span] allows (None: everywhere).
+
+        `GPTBigCode.forward` passes the live rows (span = pos + T; no mask for a single token),
+        the static decode step (graphs.py) the whole cache and a mask from a position tensor.
+        """
         T, C = x.shape  # [T, C]
-        H, D = self.n_head, self.head_dim
+        H, D, S = self.n_head, self.head_dim, span
         q, k, v = self.c_attn(x).split((C, D, D), dim=-1)  # [T, C], [T, D], [T, D]
-        k_cache[pos : pos + T] = k
-        v_cache[pos : pos + T] = v
-        keys, values = k_cache[: pos + T], v_cache[: pos + T]  # [S, D]
-        S = pos + T
+        # By absolute position: a rewind is only a shorter span, and what follows overwrites.
+        k_cache.index_copy_(0, positions, k)
+        v_cache.index_copy_(0, positions, v)
+        keys, values = k_cache[:S], v_cache[:S]  # [S, D]
         if x.is_cuda and T > 1:
             # Prefill on GPU: fused kernels keep the softmax accumulation in fp32.
             out = F.scaled_dot_product_attention(
                 q.reshape(T, H, D).transpose(0, 1).unsqueeze(0),  # [1, H, T, D]
                 keys.expand(1, H, S, D),
                 values.expand(1, H, S, D),
-                attn_mask=_causal_mask(T, S, pos, x.device),
+                attn_mask=mask,
             )[0].transpose(0, 1).reshape(T, C)
         else:
             # MQA: all heads share K, so the heads fold into the rows of one matmul.
             scores = torch.matmul(q.reshape(T * H, D), keys.t()).float() * (1.0 / math.sqrt(D))  # [T*H, S]
-            if T > 1:
-                mask = _causal_mask(T, S, pos, x.device)  # [T, S]
+            if mask is not None:
                 scores = scores.view(T, H, S).masked_fill(~mask.unsqueeze(1), float("-inf")).view(T * H, S)
             probs = _softmax(scores).to(values.dtype)  # softmax in fp32
             out = torch.matmul(probs, values).view(T, C)  # [T, C]
@@ -100,19 +110,20 @@ class MultiQueryAttention(nn.Module):
 
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Row softmax. Small inputs avoid torch.softmax, which opens a parallel region per call even
-    for a decode step's [H, S] scores: with several threads each wake-up costs more than the math
-    (measured: a tenth of a 1.1B decode step on a busy 2-core machine)."""
-    if scores.numel() > 32768:
+    """Row softmax. Small CPU inputs avoid torch.softmax, which opens a parallel region per call
+    even for a decode step's [H, S] scores: with several threads each wake-up costs more than the
+    math (measured: a tenth of a 1.1B decode step on a busy 2-core machine). GPUs keep the one
+    fused kernel (a CUDA graph replays it)."""
+    if scores.is_cuda or scores.numel() > 32768:
         return torch.softmax(scores, dim=-1)
     e = (scores - scores.amax(dim=-1, keepdim=True)).exp_()
     return e.div_(e.sum(dim=-1, keepdim=True))
 
 
-def _causal_mask(T: int, S: int, pos: int, device: torch.device) -> torch.Tensor:
-    """[T, S] bool: query i (absolute pos + i) sees keys 0..pos + i."""
-    rows = torch.arange(T, device=device).unsqueeze(1) + pos
-    return torch.arange(S, device=device).unsqueeze(0) <= rows
+def causal_mask(positions: torch.Tensor, span: int) -> torch.Tensor:
+    """[T, span] bool: the query at absolute position p sees the keys at 0..p (and none of the
+    stale rows a rewind leaves beyond it)."""
+    return torch.arange(span, device=positions.device) <= positions.unsqueeze(1)
 
 
 class MLP(nn.Module):
@@ -133,8 +144,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), pos, k_cache, v_cache)
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, span: int, mask: torch.Tensor | None,
+                k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), positions, span, mask, k_cache, v_cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -148,7 +160,7 @@ class GPTBigCode(nn.Module):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        # Set by `prepare_for_cpu`: a fast (quantized or prepacked) copy of the tied lm_head.
+        # Set by `quantize.prepare_for_cpu`: a fast (quantized or prepacked) copy of the tied lm_head.
         self.lm_head: nn.Module | None = None
 
     def new_cache(self, max_len: int | None = None) -> KVCache:
@@ -157,14 +169,27 @@ class GPTBigCode(nn.Module):
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, pos: int, cache: KVCache, last_only: bool = False) -> torch.Tensor:
-        """Run tokens `ids` [T] at absolute positions pos..pos+T-1; return fp32 logits [T or 1, V]."""
+        """Run tokens `ids` [T] at absolute positions pos..pos+T-1; return fp32 logits [T or 1, V].
+
+        Attention reads the live cache rows only, so shapes follow the length (graphs.py has the
+        fixed-shape variant for CUDA graphs).
+        """
         T = ids.shape[0]
         if pos + T > min(cache.max_len, self.config.n_positions):
             raise ValueError(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
         positions = torch.arange(pos, pos + T, device=ids.device)
+        # One token sees every live row; a prefill chunk or a draft to verify sees causally.
+        mask = causal_mask(positions, pos + T) if T > 1 else None
+        return self.run(ids, positions, pos + T, mask, cache, last_only)
+
+    def run(self, ids: torch.Tensor, positions: torch.Tensor, span: int, mask: torch.Tensor | None,
+            cache: KVCache, last_only: bool = False) -> torch.Tensor:
+        """The forward pass itself, shared by `forward` and the static decode step (graphs.py):
+        tokens `ids` [T] at `positions` [T] attend over cache rows 0..span-1 where `mask`
+        [T, span] allows (None: everywhere). fp32 logits [T or 1, V]. Callers hold inference mode."""
         x = self.wte(ids) + self.wpe(positions)  # [T, C]
         for i, block in enumerate(self.h):
-            x = block(x, pos, cache.k[i], cache.v[i])
+            x = block(x, positions, span, mask, cache.k[i], cache.v[i])
         if last_only:
             x = x[-1:]
         # Final norm in fp32; the tied lm_head reuses the token embedding.
