@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.keystrokes import (  # noqa: E402
+    BaselineVariant, ServiceVariant, heldout_texts, pct, replay, top1_agreement, transformers_twin,
+)
 from santa_lsp.config import Options  # noqa: E402
 from santa_lsp.engine import load_engine  # noqa: E402
 from santa_lsp.engine.graphs import GraphedDecoder  # noqa: E402
-from santa_lsp.bench.core import (  # noqa: E402
-    BaselineVariant, ServiceVariant, heldout_texts, pct, replay, top1_agreement, transformers_twin,
-)
 
 
 def sync(device: torch.device) -> None:

@@ -5,8 +5,8 @@
 
 Steps: (1) the 1.1B SantaCoder shape with random weights (`synthetic:santacoder`, seed 0) is
 saved once as a gpt_bigcode checkpoint, so that start-up measures a real checkpoint load;
-(2) `santa-lsp bench` on the bundled model (with the LSP stdio mode and top-1 agreement);
-(3) `santa-lsp bench` on the 1.1B checkpoint; (4) thread count x OpenMP wait policy;
+(2) `python -m benchmarks.keystrokes` on the bundled model (with the LSP stdio mode and top-1 agreement);
+(3) the same on the 1.1B checkpoint; (4) thread count x OpenMP wait policy;
 (5) RESULTS.md = those tables + benchmarks/NOTES.md (the analysis, written by hand).
 """
 
@@ -49,7 +49,7 @@ def main() -> int:
     p.add_argument("--assemble-only", action="store_true", help="rebuild RESULTS.md from benchmarks/out/*.md")
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    bench = [sys.executable, "-m", "santa_lsp", "bench", "--progress"]
+    bench = [sys.executable, "-m", "benchmarks.keystrokes", "--progress"]
     sections = [("Bundled model (5M parameters)", OUT / "bundled.md")]
     if not a.quick:
         sections += [("SantaCoder 1.1B shape (`synthetic:santacoder` weights saved as a checkpoint)",

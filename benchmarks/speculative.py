@@ -7,7 +7,7 @@ For each replay case (holes at the end of a line and block bodies in the replay 
 prompt is prefilled once, then the same 16 tokens are generated with drafting off and on,
 interleaved, each from the same warm cache (only the decode is timed).
 
-    python benchmarks/speculative.py [--model synthetic:santacoder] [--dtype int8] [--cases 12]
+    python -m benchmarks.speculative [--model synthetic:santacoder] [--dtype int8] [--cases 12]
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import os
 import statistics
 import time
 
+from benchmarks.replay import continuation, default_files, make_cases
 from santa_lsp.config import Options
 from santa_lsp.engine import GenerationParams, load_engine
 from santa_lsp.prompt import PromptBuilder
-from santa_lsp.replay import continuation, default_files, make_cases
 
 
 def main() -> None:

@@ -11,26 +11,17 @@ import sys
 from pathlib import Path
 
 from santa_lsp import __version__
-from santa_lsp.bench import add_arguments as bench_arguments
-from santa_lsp.config import DEFAULT_MODEL, DTYPES, Options
+from santa_lsp.config import DEFAULT_MODEL, MODES, Options, add_option_arguments, options_from_args
 from santa_lsp.errors import SantaError
-from santa_lsp.storm import add_arguments as storm_arguments
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
+MODEL_OPTIONS = ("model", "revision", "endpoint", "device", "dtype", "threads")
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="hub id, local checkpoint directory, 'bundled', or 'synthetic:<preset>' (default: %(default)s)")
-    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    p.add_argument("--endpoint", default="", metavar="URL",
-                   help="complete through an OpenAI-compatible server (vLLM...), e.g. http://gpu-box:8000/v1; "
-                        "--model is then the served model name. API key: SANTA_API_KEY, else OPENAI_API_KEY")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--dtype", default="auto", choices=DTYPES,
-                   help="auto: float16 on CUDA, float32 on CPU; bfloat16 and int8 are faster, lossy CPU paths")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic: 1 thread for models under 50M parameters, "
-                        "else torch's default: one per core)")
+    add_option_arguments(p, MODEL_OPTIONS)
     p.add_argument("--offline", action="store_true", help="never touch the network (like HF_HUB_OFFLINE=1)")
 
 
@@ -46,31 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--tcp", action="store_true", help="listen on a TCP socket")
     serve.add_argument("--host", default=None, help="address to listen on, with --tcp (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port, with --tcp (default: 2087)")
-    serve.add_argument("--model", default=None, help="initial model (clients can override it)")
+    add_option_arguments(serve, ("model",))  # the initial model: clients can choose another
 
     complete = sub.add_parser("complete", help="print the completion at a cursor in FILE")
     complete.add_argument("file", type=Path)
     complete.add_argument("--line", type=int, required=True, help="1-based line")
     complete.add_argument("--column", type=int, required=True, help="1-based column, in characters")
     _model_args(complete)
-    complete.add_argument("--max-new-tokens", type=int, default=64)
-    complete.add_argument("--mode", default="auto", choices=("auto", "single-line", "multi-line"))
-    complete.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
-    complete.add_argument("--max-latency-ms", type=int, default=-1,
-                          help="stop at the next line break after this many ms (-1: 1000 on CPU, off on CUDA "
-                               "and with --endpoint; 0: off)")
+    add_option_arguments(complete, ("max_new_tokens", "mode", "fim_order", "max_latency_ms"))
     complete.add_argument("--stats", action="store_true", help="print timings and cache figures to stderr")
 
     evaluate = sub.add_parser("eval", help="measure completion quality on HumanEval-infilling problems")
     evaluate.add_argument("--data", type=Path, required=True,
                           help="problems, .jsonl or .jsonl.gz (task_id, prompt, suffix, canonical_solution, test, entry_point)")
     _model_args(evaluate)
-    evaluate.add_argument("--max-new-tokens", type=int, default=128)
-    evaluate.add_argument("--mode", default="task", choices=("task", "auto", "single-line", "multi-line"),
+    add_option_arguments(evaluate, ("max_new_tokens", "fim_order", "token_healing"), defaults={"max_new_tokens": 128})
+    # Not the mode option: `task` (each hole's own shape) exists only here.
+    evaluate.add_argument("--mode", default="task", choices=("task", *MODES),
                           help="task: the shape of each hole (default); otherwise the completion mode option")
-    evaluate.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
     evaluate.add_argument("--no-postprocess", action="store_true", help="score the raw model output")
-    evaluate.add_argument("--no-heal", action="store_true", help="turn token healing off")
     evaluate.add_argument("--compare", action="store_true",
                           help="run every FIM order with post-processing on and off (ignores --fim-order, --no-postprocess)")
     evaluate.add_argument("--execute", action="store_true",
@@ -84,12 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the user has typed the first N characters of each single-line hole (token healing)")
     evaluate.add_argument("--limit", type=int, default=0, help="at most N problems")
     evaluate.add_argument("--json", type=Path, default=None, help="write the summary and per-problem results here")
-
-    bench = sub.add_parser("bench", help="keystroke-replay latency benchmark (results: benchmarks/RESULTS.md)")
-    bench_arguments(bench)
-
-    storm = sub.add_parser("storm", help="type a keystroke storm into a server and check it holds (RELIABILITY.md)")
-    storm_arguments(storm)
 
     download = sub.add_parser("download", help="fetch a model into the Hugging Face cache")
     download.add_argument("model", nargs="?", default=DEFAULT_MODEL)
@@ -109,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval,
-                "bench": _bench, "storm": _storm}[args.command](args)
+        return {"serve": _serve, "complete": _complete, "download": _download, "eval": _eval}[args.command](args)
     except SantaError as err:
         print(f"santa-lsp: error: {err}", file=sys.stderr)
         return 2
@@ -159,13 +137,7 @@ def _complete(args: argparse.Namespace) -> int:
 
     text = read_source(args.file)
     cursor = offset_of(text, args.line, args.column)
-    opts, errors = Options.from_dict({
-        "model": args.model, "revision": args.revision, "endpoint": args.endpoint, "device": args.device,
-        "dtype": args.dtype, "threads": args.threads, "maxNewTokens": args.max_new_tokens, "mode": args.mode,
-        "fimOrder": args.fim_order, "maxLatencyMs": args.max_latency_ms,
-    })
-    if errors:
-        raise SantaError("; ".join(errors))
+    opts = options_from_args(args)
     loaded = load_engine(opts)
     service = CompletionService(loaded.engine, opts, interactive=True)
     result = service.complete(text, cursor, doc=str(args.file))
@@ -215,13 +187,7 @@ def _eval(args: argparse.Namespace) -> int:
     problems = [typed_into(p, args.typed) for p in load_problems(args.data, args.derive)[:: max(1, args.stride)]]
     if args.limit > 0:
         problems = problems[: args.limit]
-    opts, errors = Options.from_dict({
-        "model": args.model, "revision": args.revision, "endpoint": args.endpoint, "device": args.device,
-        "dtype": args.dtype, "threads": args.threads, "maxNewTokens": args.max_new_tokens, "fimOrder": args.fim_order,
-        "tokenHealing": not args.no_heal,
-    })
-    if errors:
-        raise SantaError("; ".join(errors))
+    opts = options_from_args(args)
     loaded = load_engine(opts)
     service = CompletionService(loaded.engine, opts)
     runs = [(o, p) for o in ("spm", "psm") for p in (True, False)] if args.compare else \
@@ -238,19 +204,6 @@ def _eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps([{"summary": r.summary(), "results": [dataclasses.asdict(x) for x in r.results]}
                                          for r in reports], indent=1))
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from santa_lsp.bench import main as bench_main
-
-    args.argv = sys.argv[1:]
-    return bench_main(args)
-
-
-def _storm(args: argparse.Namespace) -> int:
-    from santa_lsp.storm import run as storm_run
-
-    return storm_run(args)
 
 
 def _download(args: argparse.Namespace) -> int:

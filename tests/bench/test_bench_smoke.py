@@ -1,4 +1,4 @@
-"""A seconds-long run of `santa-lsp bench` on a tiny model, so the benchmark cannot rot."""
+"""A seconds-long run of the keystroke benchmark (`python -m benchmarks.keystrokes`) on a tiny model, so the benchmark cannot rot."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from santa_lsp.bench import add_arguments
-from santa_lsp.bench.core import markdown, replay, run, typing_session
+from benchmarks.keystrokes import add_arguments, markdown, replay, run, typing_session
 from santa_lsp.config import Options
 from santa_lsp.engine import GenerationParams, load_engine
 

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from benchmarks.replay import default_files
 from santa_lsp.config import Options
 from santa_lsp.engine import GenerationParams, load_engine
 from santa_lsp.prompt import PromptBuilder
-from santa_lsp.replay import default_files
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 The "model" writes the true text of real files nobody here wrote (Python's standard library,
 JavaScript from npm, Apache Java), through the real tokenizer, prompt builder, stop rules,
 token-healing constraint and post-processing; every suggestion that is not exactly the hidden
-text is the pipeline's fault. The full table: `python -m santa_lsp.replay` (README).
+text is the pipeline's fault. The full table: `python -m benchmarks.replay` (README).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from santa_lsp import replay
+from benchmarks import replay
 from santa_lsp.engine.generate import GenerationParams
 from santa_lsp.engine.hub import BUNDLED_DIR
 from santa_lsp.engine.tokenizer import Tokenizer

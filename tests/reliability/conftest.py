@@ -1,4 +1,4 @@
-"""Fixtures for the reliability tests: real servers over stdio, driven by `santa_lsp.storm.RawClient`."""
+"""Fixtures for the reliability tests: real servers over stdio, driven by `benchmarks.lsp_client.RawClient`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A raw JSON-RPC client for the hostile-input tests (issue 14): `santa_lsp.storm.RawClient`,
+"""A raw JSON-RPC client for the hostile-input tests (issue 14): `benchmarks.lsp_client.RawClient`,
 plus a count of what the server sent, the server's own requests kept (answered or not), and a
 server without a model (`enable: false`, so torch is never imported) for protocol tests."""
 
@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from santa_lsp.storm import RawClient, frame, server_env
+from benchmarks.lsp_client import RawClient, frame, server_env
 
 __all__ = ["HostileClient", "frame", "raw_frame", "start_bare"]
 

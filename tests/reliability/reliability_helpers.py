@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from santa_lsp.storm import RawClient
+from benchmarks.lsp_client import RawClient
 
 FUZZ_EXAMPLES = int(os.environ.get("SANTA_FUZZ_EXAMPLES", "60"))
 STORM_PAIRS = int(os.environ.get("SANTA_STORM_PAIRS", "400"))

@@ -14,9 +14,9 @@ import pytest
 import torch
 from reliability_helpers import record
 
+from benchmarks.lsp_client import RawClient, server_command, server_env
 from santa_lsp.engine.model import GPTBigCode, ModelConfig, init_random
 from santa_lsp.engine.weights import save_gpt_bigcode
-from santa_lsp.storm import RawClient, server_command, server_env
 
 EXIT_WITHIN_S = 2.0
 

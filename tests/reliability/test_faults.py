@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import record
 
-from santa_lsp.storm import RawClient, server_env
+from benchmarks.lsp_client import RawClient, server_env
 
 HERE = Path(__file__).resolve().parent
 DOC = "file:///faults/doc.py"

@@ -15,7 +15,7 @@ from reliability_helpers import FUZZ_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from santa_lsp.storm import RawClient, frame
+from benchmarks.lsp_client import RawClient, frame
 
 # The CI slice is derandomized (the same cases every run, no flaky discoveries); full runs explore.
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=FUZZ_EXAMPLES <= 100,

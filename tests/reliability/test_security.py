@@ -24,10 +24,10 @@ import pytest
 import torch
 from reliability_helpers import AUDIT_PRELUDE, audit_log_lines, audited_command, record
 
+from benchmarks.lsp_client import RawClient, server_env
 from santa_lsp.cli import build_parser
 from santa_lsp.errors import ModelLoadError
 from santa_lsp.lsp import process
-from santa_lsp.storm import RawClient, server_env
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "santa_lsp"

@@ -1,10 +1,11 @@
-"""A bounded keystroke storm against the real server (the full run is `python -m santa_lsp.storm`)."""
+"""A bounded keystroke storm against the real server (the full run is `python -m benchmarks.storm`)."""
 
 from __future__ import annotations
 
 from reliability_helpers import STORM_PAIRS, audit_log_lines, audited_command, record
 
-from santa_lsp.storm import StormConfig, run_storm, server_env
+from benchmarks.lsp_client import server_env
+from benchmarks.storm import StormConfig, run_storm
 
 
 def test_storm_holds(tiny_model_dir, tmp_path):
@@ -33,7 +34,7 @@ def test_storm_holds(tiny_model_dir, tmp_path):
 
 
 def test_storm_command_line():
-    from santa_lsp.cli import build_parser
+    from benchmarks.storm import build_parser
 
-    args = build_parser().parse_args(["storm", "--model", "bundled", "--pairs", "6000", "--rate", "150", "--pause-ms", "300"])
-    assert (args.command, args.pairs, args.rate, args.pause_ms, args.docs) == ("storm", 6000, 150.0, 300.0, 20)
+    args = build_parser().parse_args(["--model", "bundled", "--pairs", "6000", "--rate", "150", "--pause-ms", "300"])
+    assert (args.pairs, args.rate, args.pause_ms, args.docs) == (6000, 150.0, 300.0, 20)

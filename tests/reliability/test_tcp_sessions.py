@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from santa_lsp.storm import frame, server_env
+from benchmarks.lsp_client import frame, server_env
 
 
 class SocketClient:

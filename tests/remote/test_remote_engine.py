@@ -384,8 +384,7 @@ def test_cli_complete_through_an_endpoint(fake, tiny_model_dir, tmp_path, capsys
 def test_bench_remote_variants(fake, tiny_model_dir, tmp_path):
     """`santa-lsp bench --endpoint`: remote SPM and PSM next to in-process (the fake has no
     /metrics: prefix-cache figures are zero there)."""
-    from santa_lsp.bench import add_arguments
-    from santa_lsp.bench.core import markdown, run
+    from benchmarks.keystrokes import add_arguments, markdown, run
 
     fake.script.models, fake.script.pieces = [str(tiny_model_dir)], ["a", "b", "c", "d"]
     src = tmp_path / "walk.py"

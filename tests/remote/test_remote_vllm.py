@@ -346,8 +346,7 @@ def test_bench_measures_vllm_prefix_caching(vllm):
     serves most of each prompt; PSM changes the prompt's middle at every keystroke."""
     import argparse
 
-    from santa_lsp.bench import add_arguments
-    from santa_lsp.bench.core import markdown, run
+    from benchmarks.keystrokes import add_arguments, markdown, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

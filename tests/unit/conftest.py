@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from benchmarks.replay import ReplayEngine
 from santa_lsp.config import Options
 from santa_lsp.engine import GenerationParams
 from santa_lsp.engine.tokenizer import Tokenizer
-from santa_lsp.replay import ReplayEngine
 from santa_lsp.service import CompletionService
 
 

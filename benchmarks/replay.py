@@ -25,8 +25,10 @@ How the "model" behaves after the hole (variants):
 Scores: exact (accepting gives back the original file), short (a strict beginning of the hidden
 text), long (the hidden text and more: doubled closers or rest of line), empty, wrong.
 
-Command: `python -m santa_lsp.replay [FILE...]` prints the table per language x kind x variant
-(`--markdown`: exact share per variant, as in the README; `--failures N`: the misses).
+Command (from the repository root): `python -m benchmarks.replay [FILE...]` prints the table per
+language x kind x variant (`--markdown`: exact share per variant, as in the README; `--failures N`:
+the misses). `tests/quality/test_replay.py` runs a bounded slice in CI; the unit tests' scripted
+engine is a `ReplayEngine`.
 """
 
 from __future__ import annotations
@@ -419,7 +421,7 @@ def default_files() -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m santa_lsp.replay", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", type=Path, help="source files (default: the bundled replay set)")
     ap.add_argument("--per-kind", type=int, default=20, help="holes of each cursor kind per file")
     ap.add_argument("--variant", action="append", choices=VARIANTS, help="only these variants")

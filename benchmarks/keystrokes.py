@@ -19,6 +19,11 @@ Every model run generates exactly `--max-new-tokens` tokens (end-of-text suppres
 rule) so that early stops flatter no one. Decode time is printed next to its physical floor:
 bytes of weights read per token over the memory bandwidth measured in the same run.
 `--lsp` also drives `santa-lsp serve --stdio` to measure the protocol overhead.
+
+    python -m benchmarks.keystrokes [FILE...] [--model bundled] [--dtype int8] [--lsp]   # from the repository root
+
+Results: benchmarks/RESULTS.md (`python benchmarks/regenerate.py`); `tests/bench` runs a seconds-long
+slice in CI. The `baseline` variant needs transformers (`pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
@@ -42,15 +47,16 @@ from typing import Any
 
 import torch
 
-from santa_lsp.bench import DEFAULT_MODULES
+from benchmarks.lsp_client import REPO, RawClient, server_env
 from santa_lsp.config import Options
 from santa_lsp.engine import Engine, GenerationResult, load_engine, prepare_model
 from santa_lsp.engine.model import GPTBigCode
 from santa_lsp.prompt import PromptBuilder
 from santa_lsp.service import CompletionService
 
-from santa_lsp.bench import DEFAULT_MODULES
-HELDOUT_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "heldout"
+PROG = "python -m benchmarks.keystrokes"
+DEFAULT_MODULES = ("textwrap", "shlex", "json.decoder")
+HELDOUT_DIR = REPO / "tests" / "data" / "heldout"
 
 
 # -- typing replay ---------------------------------------------------------------------------
@@ -372,10 +378,8 @@ def startup_probe(opts: Options, key: Keystroke, timeout: float = 900) -> dict[s
         "                  'threads': __import__('torch').get_num_threads()}))\n"
     )
     payload = json.dumps({"opts": dataclasses.asdict(opts), "text": key.text, "cursor": key.cursor})
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=server_env())
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -410,11 +414,11 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     paths = [Path(p) for p in args.files] if args.files else default_files()
     keys = replay(paths, args.keystrokes, args.seed, args.typo_rate)
     if not keys:
-        raise SystemExit("santa-lsp bench: no keystrokes to replay")
+        raise SystemExit("benchmarks.keystrokes: no keystrokes to replay")
     opts = Options(model=args.model, device="cpu", dtype=args.dtype, threads=args.threads,
                    max_new_tokens=args.max_new_tokens, mode=args.mode, context_budget=args.context_budget)
     report: dict[str, Any] = {
-        "command": "santa-lsp " + " ".join(args.argv) if getattr(args, "argv", None) else "santa-lsp bench",
+        "command": " ".join([PROG, *getattr(args, "argv", [])]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
         "loadavg_start": loadavg(), "model": args.model, "keystrokes": len(keys),
         "files": [str(p) for p in paths], "max_new_tokens": args.max_new_tokens,
@@ -555,59 +559,6 @@ def _ratios(rows: list[dict[str, Any]], keys: list[Keystroke], variants: list[Va
 
 
 # -- LSP over stdio --------------------------------------------------------------------------
-class _StdioClient:
-    """A minimal JSON-RPC client speaking LSP framing to a child process."""
-
-    def __init__(self, cmd: list[str]) -> None:
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self._id = 0
-
-    def send(self, method: str, params: Any, request: bool = False) -> int | None:
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-        if request:
-            self._id += 1
-            msg["id"] = self._id
-        body = json.dumps(msg).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-        return msg.get("id")
-
-    def read(self) -> dict[str, Any]:
-        length = 0
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("server closed stdout")
-            line = line.strip()
-            if not line:
-                break
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return json.loads(self.proc.stdout.read(length))
-
-    def request(self, method: str, params: Any) -> Any:
-        rid = self.send(method, params, request=True)
-        while True:
-            msg = self.read()
-            if msg.get("id") == rid and "method" not in msg:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result")
-            if "method" in msg and "id" in msg:  # a server->client request: answer it empty
-                body = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": None}).encode()
-                self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                self.proc.stdin.flush()
-
-    def close(self) -> None:
-        try:
-            self.request("shutdown", None)
-            self.send("exit", None)
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
-
-
 def _position(text: str, offset: int) -> dict[str, int]:
     """LSP position (UTF-16 columns) of a character offset."""
     line = text.count("\n", 0, offset)
@@ -622,36 +573,37 @@ def lsp_probe(args: argparse.Namespace, keys: list[Keystroke]) -> dict[str, Any]
     init_opts = {"model": args.model, "device": "cpu", "dtype": args.dtype, "threads": args.threads,
                  "maxNewTokens": args.max_new_tokens, "mode": args.mode, "contextBudget": args.context_budget,
                  "debounceMs": 0}
-    client = _StdioClient([sys.executable, "-m", "santa_lsp", "serve", "--stdio"])
+    client = RawClient()
     lat: list[float] = []
     try:
-        client.request("initialize", {"processId": os.getpid(), "rootUri": None, "initializationOptions": init_opts,
-                                      "capabilities": {"textDocument": {"inlineCompletion": {}}}})
-        client.send("initialized", {})
+        client.initialize(init_opts, process_id=os.getpid())
         docs: dict[str, int] = {}
         deadline = time.monotonic() + 600
         for i, key in enumerate(keys):
             uri = Path(key.doc).resolve().as_uri()
             if uri not in docs:
                 docs[uri] = 1
-                client.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                                      "text": key.text}})
+                client.open(uri, key.text)
             else:
                 docs[uri] += 1
-                client.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": docs[uri]},
-                                                       "contentChanges": [{"text": key.text}]})
+                client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": docs[uri]},
+                                                         "contentChanges": [{"text": key.text}]})
             params = {"textDocument": {"uri": uri}, "position": _position(key.text, key.cursor),
                       "context": {"triggerKind": 2}}
             while True:  # the model loads in the background: wait for the first real answer
                 t0 = time.perf_counter()
-                result = client.request("textDocument/inlineCompletion", params)
+                reply = client.request("textDocument/inlineCompletion", params, timeout=600)
                 ms = (time.perf_counter() - t0) * 1e3
+                if reply is None or "error" in reply:
+                    raise RuntimeError(f"inlineCompletion: {reply.get('error') if reply else 'no answer'}")
+                result = reply.get("result")
                 items = result.get("items", []) if isinstance(result, dict) else (result or [])
                 if i > 0 or items or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
             if i > 0:  # the first request also waited for the model
                 lat.append(ms)
+        client.shutdown()
     finally:
         client.close()
     # The same requests in-process, for the overhead.
@@ -733,3 +685,63 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{_f(lsp['inproc_p50_ms'])} ms, p95 {_f(lsp['inproc_p95_ms'])} ms; protocol overhead at p50 "
                 f"{_f(lsp['overhead_p50_ms'])} ms."]
     return "\n".join(out) + "\n"
+
+
+# -- command line ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", help=f"source files to re-type (default: stdlib {', '.join(DEFAULT_MODULES)})")
+    p.add_argument("--model", default="bundled", help="model to measure (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="dtype of `ours` (auto, float32, bfloat16, int8)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: santa-lsp's policy)")
+    p.add_argument("--keystrokes", type=int, default=300, help="keystrokes in all (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per model run, exactly")
+    p.add_argument("--mode", default="single-line", choices=("auto", "single-line", "multi-line"))
+    p.add_argument("--context-budget", type=int, default=0, help="prompt tokens (0: the model's context)")
+    p.add_argument("--variants", default="ours,natural,reuse-off,psm,fp32,baseline",
+                   help="comma-separated, from ours, natural (stop rules on), reuse-off, psm, fp32, baseline "
+                        "(default: %(default)s)")
+    p.add_argument("--slow-every", type=int, default=1, help="run reuse-off and baseline on every n-th keystroke only")
+    p.add_argument("--typo-rate", type=float, default=0.03, help="share of characters preceded by a typo + backspace")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe-steps", type=int, default=16, help="decode steps in the engine probe")
+    p.add_argument("--probe-dtypes", default="", help="more dtypes for the engine probe, e.g. bfloat16,int8")
+    p.add_argument("--agreement-tokens", type=int, default=1024, help="tokens per held-out file for top-1 agreement")
+    p.add_argument("--no-agreement", action="store_true")
+    p.add_argument("--bandwidth-mib", type=int, default=1024)
+    p.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up probe")
+    p.add_argument("--endpoint", default="", metavar="URL",
+                   help="also replay through this OpenAI-compatible server (vLLM serving the same model): "
+                        "variants remote (SPM) and remote-psm, with its prefix-cache hits from /metrics")
+    p.add_argument("--served-model", default="", help="the model's name on --endpoint (default: --model)")
+    p.add_argument("--lsp", action="store_true", help="also measure through `santa-lsp serve --stdio`")
+    p.add_argument("--lsp-keystrokes", type=int, default=60)
+    p.add_argument("--out", type=Path, help="write the markdown table here")
+    p.add_argument("--json", type=Path, help="write the raw results here")
+    p.add_argument("--progress", action="store_true", help="progress on stderr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    report = run(args, log)
+    text = markdown(report)
+    sys.stdout.write(text)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
