@@ -13,10 +13,11 @@ import warnings
 import torch
 from torch import nn
 
+from santa_lsp.engine import kernels
 from santa_lsp.engine.model import GPTBigCode
 
-# One (scale, zero) pair per this many inputs of an int4 weight row.
-INT4_GROUP = 64
+# One (scale, min) pair per this many inputs of an int4 weight row (the native kernel's layout).
+INT4_GROUP = kernels.GROUP
 
 
 class PackedBF16Linear(nn.Module):
@@ -56,26 +57,33 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """4-bit weights, asymmetric, one (scale, zero) per group of INT4_GROUP inputs, bf16
-    activations (torch's int4 CPU kernel, whose fp32 path is 30x slower): an eighth of fp32's
-    bytes. Lossy; opt-in, dtype `int4`."""
+    """4-bit weights, asymmetric, one (scale, min) per group of 64 inputs: an eighth of fp32's
+    bytes. Where the native kernel builds (engine/kernels.py: x86 and a C compiler), activations
+    are quantized to int8 per group and the products run on integer dot products, near the
+    bandwidth floor at batch 1; elsewhere torch's int4 kernel with bf16 activations (its fp32 path
+    is 30x slower) on the same 4-bit values. Lossy; opt-in, dtype `int4`."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
-        w = weight.detach().float()
-        n, k = w.shape
+        q, scale, mins = kernels.quantize_int4(weight)
+        n, k = q.shape
         self.out_features, self.in_features = n, k
-        groups = w.reshape(n, k // INT4_GROUP, INT4_GROUP)
-        lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-        scale = (hi - lo).clamp(min=1e-8) / 15
-        q = ((groups - lo) / scale).round_().clamp_(0, 15).to(torch.int32).reshape(n, k)
-        # The kernel computes w = (q - 8) * scale + zero, so zero = lo + 8 * scale.
-        scales_zeros = torch.stack([scale.squeeze(-1).t(), (lo + 8 * scale).squeeze(-1).t()], -1)  # [k/G, n, 2]
+        self.native = k % (2 * INT4_GROUP) == 0 and kernels.native_enabled()
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous(), persistent=False)
+        if self.native:
+            self.register_buffer("packed", kernels.pack_native(q), persistent=False)
+            self.register_buffer("scale", scale.contiguous(), persistent=False)
+            self.register_buffer("mins", mins.contiguous(), persistent=False)
+            return
+        # torch's kernel computes w = (q - 8) * scale + zero, so zero = min + 8 * scale.
+        s, m = scale.float(), mins.float()
+        scales_zeros = torch.stack([s.t(), (m + 8 * s).t()], -1)  # [k/G, n, 2]
         self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 1), persistent=False)
         self.register_buffer("scales_zeros", scales_zeros.to(torch.bfloat16).contiguous(), persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.native:
+            return kernels.native_mm(x, self.packed, self.scale, self.mins, self.bias)
         y = torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.packed, INT4_GROUP, self.scales_zeros).float()
         return y if self.bias is None else y + self.bias
 

@@ -1,0 +1,130 @@
+"""Low-bit matmuls at batch 1 on the 1.1B SantaCoder shapes (issue 16): ms per layer shape and the
+projected ms per decode token (24 layers x 4 matmuls + the lm_head), kernels interleaved round by
+round so that all see the same machine load.
+
+    python benchmarks/int4_kernels.py [--threads 2] [--rounds 15] [--kernels int8-fbgemm,int4-torch,...]
+
+Kernels: int8-fbgemm (dynamic quantization, the `int8` dtype), int8-wo (torch's bf16 x int8
+weight-only `_weight_int8pack_mm`), int4-torch (`_weight_int4pack_mm_for_cpu`, bf16 activations,
+group 64: the `int4` dtype before this issue; int4-torch-g32 / -g128 other group sizes), int4-native
+(santa_lsp.engine.kernels: int8 activations x 4-bit weights, VNNI). Also prints the bandwidth floor
+(weight bytes / a measured GEMV bandwidth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+import torch
+
+from santa_lsp.engine import kernels
+
+# (name, out_features N, in_features K, how many per token)
+SHAPES = [("c_attn", 2304, 2048, 24), ("attn.c_proj", 2048, 2048, 24), ("c_fc", 8192, 2048, 24),
+          ("mlp.c_proj", 2048, 8192, 24), ("lm_head", 49280, 2048, 1)]
+
+
+def make_int8_fbgemm(w: torch.Tensor):
+    scale = (w.abs().amax(dim=1).clamp(min=1e-8) / 127.0).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qw = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(qw, None)
+    return lambda x: torch.ops.quantized.linear_dynamic(x, packed, False), w.numel()
+
+
+def make_int8_wo(w: torch.Tensor):
+    scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+    q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
+    s = scale.to(torch.bfloat16)
+    return lambda x: torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, s).float(), w.numel()
+
+
+def make_int4_torch(w: torch.Tensor, group: int = 64):
+    n, k = w.shape
+    g = w.reshape(n, k // group, group)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+    scale = (hi - lo).clamp(min=1e-8) / 15
+    q = ((g - lo) / scale).round_().clamp_(0, 15).to(torch.int32).reshape(n, k)
+    sz = torch.stack([scale.squeeze(-1).t(), (lo + 8 * scale).squeeze(-1).t()], -1).to(torch.bfloat16).contiguous()
+    packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+    return (lambda x: torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, group, sz).float(),
+            w.numel() // 2 + sz.numel() * 2)
+
+
+def make_int4_native(w: torch.Tensor):
+    q, s, m = kernels.quantize_int4(w)
+    p = kernels.pack_native(q)
+    return lambda x: kernels.native_mm(x, p, s, m, None), p.numel() + 4 * s.numel()
+
+
+MAKERS = {"int8-fbgemm": make_int8_fbgemm, "int8-wo": make_int8_wo, "int4-torch": make_int4_torch,
+          "int4-torch-g32": lambda w: make_int4_torch(w, 32), "int4-torch-g128": lambda w: make_int4_torch(w, 128),
+          "int4-native": make_int4_native}
+
+
+def bandwidth_gbs(threads: int) -> float:
+    """Effective read bandwidth of a bf16 GEMV over 256 MiB (the floor's denominator)."""
+    w = torch.randn(8192 * 4, 4096, dtype=torch.bfloat16)
+    x = torch.randn(4096, dtype=torch.bfloat16)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mv(w, x)
+        best = min(best, time.perf_counter() - t)
+    return w.numel() * 2 / best / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--kernels", default=",".join(MAKERS))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    names = [k for k in a.kernels.split(",") if k]
+    if "int4-native" in names and kernels.native_lib() is None:
+        print("int4-native: no native kernel on this machine (skipped)")
+        names.remove("int4-native")
+    torch.manual_seed(0)
+    gbs = bandwidth_gbs(a.threads)
+    print(f"threads={a.threads} load_average={os.getloadavg()[0]:.2f} bf16 GEMV bandwidth {gbs:.1f} GB/s")
+    per_token = {k: 0.0 for k in names}
+    bytes_token = {k: 0 for k in names}
+    header = f"{'shape':<12} {'N x K':>12} " + " ".join(f"{k:>15}" for k in names)
+    print(header)
+    for shape, n, k, count in SHAPES:
+        w = torch.randn(n, k) * 0.02
+        fns = {}
+        for name in names:
+            fn, nbytes = MAKERS[name](w)
+            fns[name] = fn
+            bytes_token[name] += nbytes * count
+        x = torch.randn(1, k)
+        times = {name: [] for name in names}
+        for name in names:
+            fns[name](x)  # warm-up
+        for _ in range(a.rounds):
+            for name in names:
+                t = time.perf_counter()
+                fns[name](x)
+                times[name].append((time.perf_counter() - t) * 1e3)
+        row = []
+        for name in names:
+            ms = statistics.median(times[name])
+            per_token[name] += ms * count
+            row.append(f"{ms:>12.3f} ms")
+        print(f"{shape:<12} {f'{n}x{k}':>12} " + " ".join(row))
+        del w, fns
+    print(f"{'per token':<25} " + " ".join(f"{per_token[k]:>12.1f} ms" for k in names))
+    print(f"{'weight GB':<25} " + " ".join(f"{bytes_token[k] / 1e9:>15.3f}" for k in names))
+    print(f"{'floor':<25} " + " ".join(f"{bytes_token[k] / gbs / 1e6:>12.1f} ms" for k in names))
+    print(f"load_average={os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""A native int4 matmul for batch-1 decode on x86 CPUs, with torch's kernel as the fallback.
+
+Decoding one token reads every weight once, so its speed is bandwidth over weight bytes; torch's
+`_weight_int4pack_mm_for_cpu` runs at ~2.5x that floor at batch 1. This kernel does what
+llama.cpp's Q4 x Q8 path does: activations are quantized to int8 per group, and 4-bit weights are
+multiplied against them with integer dot products (AVX512-VNNI `vpdpbusd`, or AVX2
+`vpmaddubsw`), one fp32 scale product per group of 64. It is ~60 lines of C compiled once per
+machine with the system's C compiler (`cc -O3 -march=native`, about a second) into a cache
+directory and called through ctypes; where there is no compiler, no x86 SIMD or the build fails,
+`Int4Linear` keeps torch's kernel (slower, same packing of values, `pip install` still works).
+
+Numerics: w = q * scale + min per group of 64 inputs (q in 0..15, asymmetric, scale and min in
+fp16), x quantized symmetric per group of 64 to int8; the min term uses the exact fp32 group sum.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+GROUP = 64  # inputs per (scale, min) pair; the C code assumes 64 and pairs groups per 64-byte load
+
+_C_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <stdlib.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#define G 64
+
+static inline float h2f(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu, f;
+    if (e == 0) { float v = ldexpf((float)m, -24); return s ? -v : v; }
+    if (e == 31) f = s | 0x7f800000u | (m << 13); else f = s | ((e + 112) << 23) | (m << 13);
+    float v; memcpy(&v, &f, 4); return v;
+#endif
+}
+
+/* x [K] fp32 -> xq [K] int8, xs[g] = scale, xsum[g] = exact group sum. */
+static void quantize_row(const float *x, int64_t K, int8_t *xq, float *xs, float *xsum) {
+    for (int64_t g = 0; g < K / G; g++) {
+        const float *xg = x + g * G; float amax = 0.f, sum = 0.f;
+        for (int j = 0; j < G; j++) { float a = fabsf(xg[j]); amax = a > amax ? a : amax; sum += xg[j]; }
+        float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+        for (int j = 0; j < G; j++) xq[g * G + j] = (int8_t)nearbyintf(xg[j] * id);
+        xs[g] = d; xsum[g] = sum;
+    }
+}
+
+/* Integer dot of one 64-byte packed block (two groups: low nibbles = group 2p, high = 2p+1)
+   with the int8 activations of those two groups, scaled by rs[0], rs[1]. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+typedef __m512 acc_t;
+static inline acc_t acc_zero(void) { return _mm512_setzero_ps(); }
+static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i v = _mm512_loadu_si512((const void *)w);
+    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)a));
+    __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512((const void *)(a + G)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(rs[0]), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_set1_ps(rs[1]), acc);
+}
+static inline float acc_sum(acc_t a) { return _mm512_reduce_add_ps(a); }
+#elif defined(__AVX2__) && defined(__FMA__)
+typedef __m256 acc_t;
+static inline acc_t acc_zero(void) { return _mm256_setzero_ps(); }
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));  /* no saturation: 2*15*127 */
+}
+static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w + 32 * h));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        __m256i i0 = dot_u8s8(lo, _mm256_loadu_si256((const __m256i *)(a + 32 * h)));
+        __m256i i1 = dot_u8s8(hi, _mm256_loadu_si256((const __m256i *)(a + G + 32 * h)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(rs[0]), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(rs[1]), acc);
+    }
+    return acc;
+}
+static inline float acc_sum(acc_t a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_hadd_ps(s, s); s = _mm_hadd_ps(s, s); return _mm_cvtss_f32(s);
+}
+#else
+typedef float acc_t;
+static inline acc_t acc_zero(void) { return 0.f; }
+static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+    int32_t i0 = 0, i1 = 0;
+    for (int j = 0; j < G; j++) { i0 += (w[j] & 15) * a[j]; i1 += (w[j] >> 4) * a[G + j]; }
+    return acc + i0 * rs[0] + i1 * rs[1];
+}
+static inline float acc_sum(acc_t a) { return a; }
+#endif
+
+/* rs[g] = scale[g] * xs[g] for one weight row; returns sum_g min[g] * xsum[g] (the min term). */
+static inline float row_scales(const uint16_t *s, const uint16_t *m, const float *xs, const float *xsum,
+                               int64_t ng, float *rs) {
+    int64_t g = 0;
+    float t = 0.f;
+#if defined(__AVX512F__)
+    __m512 mt = _mm512_setzero_ps();
+    for (; g + 16 <= ng; g += 16) {
+        __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + g)));
+        _mm512_storeu_ps(rs + g, _mm512_mul_ps(sv, _mm512_loadu_ps(xs + g)));
+        mt = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(m + g))), _mm512_loadu_ps(xsum + g), mt);
+    }
+    t = _mm512_reduce_add_ps(mt);
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+    __m256 mt = _mm256_setzero_ps();
+    for (; g + 8 <= ng; g += 8) {
+        __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));
+        _mm256_storeu_ps(rs + g, _mm256_mul_ps(sv, _mm256_loadu_ps(xs + g)));
+        mt = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + g))), _mm256_loadu_ps(xsum + g), mt);
+    }
+    float tmp[8]; _mm256_storeu_ps(tmp, mt);
+    for (int i = 0; i < 8; i++) t += tmp[i];
+#endif
+    for (; g < ng; g++) { rs[g] = h2f(s[g]) * xs[g]; t += h2f(m[g]) * xsum[g]; }
+    return t;
+}
+
+/* Rows [n0, n1) of y[m, :] for one quantized activation row. Four rows at a time: their
+   accumulator chains are independent and the activation block is loaded once. */
+static void rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K,
+                 const int8_t *xq, const float *xs, const float *xsum, const float *bias,
+                 float *y, int64_t n0, int64_t n1) {
+    const int64_t ng = K / G;
+    float rs[4][ng];
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        float mterm[4];
+        acc_t acc[4];
+        for (int r = 0; r < 4; r++) {
+            mterm[r] = row_scales(sc + (n + r) * ng, mn + (n + r) * ng, xs, xsum, ng, rs[r]);
+            acc[r] = acc_zero();
+        }
+        for (int64_t p = 0; p < ng / 2; p++) {
+            const int8_t *a = xq + p * 2 * G;
+            for (int r = 0; r < 4; r++)
+                acc[r] = block(acc[r], qw + (n + r) * (K / 2) + p * G, a, &rs[r][2 * p]);
+        }
+        for (int r = 0; r < 4; r++) y[n + r] = acc_sum(acc[r]) + mterm[r] + (bias ? bias[n + r] : 0.f);
+    }
+    for (; n < n1; n++) {
+        float t = row_scales(sc + n * ng, mn + n * ng, xs, xsum, ng, rs[0]);
+        acc_t acc = acc_zero();
+        for (int64_t p = 0; p < ng / 2; p++) acc = block(acc, qw + n * (K / 2) + p * G, xq + p * 2 * G, &rs[0][2 * p]);
+        y[n] = acc_sum(acc) + t + (bias ? bias[n] : 0.f);
+    }
+}
+
+/* y[M, N] = x[M, K] @ W[N, K]^T (+ bias). Work is split by rows of W (in blocks of 64) across
+   `threads`; tokens are taken in tiles of 16 so that a tile's quantized activations stay in cache
+   while the weights stream once per tile. */
+int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const uint16_t *sc,
+                  const uint16_t *mn, int64_t N, const float *bias, float *y, int threads) {
+    if (K % (2 * G)) return -1;
+    const int64_t ng = K / G;
+    int8_t *xq = (int8_t *)malloc((size_t)(M * K));
+    float *xs = (float *)malloc(sizeof(float) * (size_t)(M * ng)), *xsum = (float *)malloc(sizeof(float) * (size_t)(M * ng));
+    if (!xq || !xs || !xsum) { free(xq); free(xs); free(xsum); return -2; }
+    for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, xq + m * K, xs + m * ng, xsum + m * ng);
+    const int64_t RB = 64, TT = 16, nrb = (N + RB - 1) / RB;
+    for (int64_t t0 = 0; t0 < M; t0 += TT) {
+        int64_t t1 = t0 + TT < M ? t0 + TT : M;
+        #pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t b = 0; b < nrb; b++) {
+            int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
+            for (int64_t m = t0; m < t1; m++)
+                rows(qw, sc, mn, K, xq + m * K, xs + m * ng, xsum + m * ng, bias, y + m * N, n0, n1);
+        }
+    }
+    free(xq); free(xs); free(xsum);
+    return 0;
+}
+
+int santa_int4_isa(void) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    return 512;
+#elif defined(__AVX2__) && defined(__FMA__)
+    return 256;
+#else
+    return 0;
+#endif
+}
+"""
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_lock = threading.Lock()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "santa-lsp" / "kernels"
+
+
+def _build() -> ctypes.CDLL | None:
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        log.info("no C compiler found: int4 uses torch's kernel")
+        return None
+    flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-fopenmp"]
+    # -march=native makes the binary machine-specific: the cache key includes the CPU model.
+    cpu = ""
+    try:
+        cpu = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        pass
+    key = hashlib.sha256("\0".join([_C_SOURCE, cc, *flags, cpu]).encode()).hexdigest()[:16]
+    path = _cache_dir() / f"int4_{key}.so"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out = Path(tmp) / "int4.c", Path(tmp) / "int4.so"
+            src.write_text(_C_SOURCE)
+            try:
+                subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], check=True, capture_output=True,
+                               timeout=120)
+            except (OSError, subprocess.SubprocessError) as exc:
+                err = getattr(exc, "stderr", b"") or b""
+                log.warning("native int4 kernel did not build (%s): using torch's kernel. %s", exc,
+                            err.decode(errors="replace")[-500:])
+                return None
+            os.replace(out, path)  # atomic: a concurrent process sees the whole file or none
+    lib = ctypes.CDLL(str(path))
+    lib.santa_int4_mm.restype = ctypes.c_int
+    lib.santa_int4_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.santa_int4_isa.restype = ctypes.c_int
+    if lib.santa_int4_isa() == 0:
+        log.info("native int4 kernel has no SIMD path on this CPU: using torch's kernel")
+        return None
+    return lib
+
+
+def native_lib() -> ctypes.CDLL | None:
+    """The compiled kernel, or None where it cannot be had (then callers use torch's kernel)."""
+    global _lib, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                _lib = _build()
+            except Exception as exc:  # never let an optional speed-up break loading a model
+                log.warning("native int4 kernel unavailable (%s): using torch's kernel", exc)
+                _lib = None
+        return _lib
+
+
+def native_enabled() -> bool:
+    """Whether new int4 layers use the native kernel: it built here, and the environment does not
+    turn it off (SANTA_LSP_NATIVE_KERNELS=0, for comparisons and as an escape hatch)."""
+    return os.environ.get("SANTA_LSP_NATIVE_KERNELS", "1") != "0" and native_lib() is not None
+
+
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[N, K] float -> (q int32 [N, K] in 0..15, scale fp16 [N, K/64], min fp16 [N, K/64]), so that
+    w ~= q * scale + min per group. Scale and min are rounded to fp16 first, so both kernels see
+    the same values."""
+    w = weight.detach().float()
+    n, k = w.shape
+    groups = w.reshape(n, k // GROUP, GROUP)
+    lo, hi = groups.amin(-1), groups.amax(-1)
+    scale = ((hi - lo).clamp(min=1e-8) / 15).half()
+    lo = lo.half()
+    q = ((groups - lo.float().unsqueeze(-1)) / scale.float().unsqueeze(-1)).round_().clamp_(0, 15)
+    return q.to(torch.int32).reshape(n, k), scale, lo
+
+
+def pack_native(q: torch.Tensor) -> torch.Tensor:
+    """q int [N, K] -> uint8 [N, K/2]: per pair of groups, byte j = q[2p*64 + j] | q[(2p+1)*64 + j] << 4."""
+    n, k = q.shape
+    pairs = q.to(torch.uint8).reshape(n, k // (2 * GROUP), 2, GROUP)
+    return (pairs[:, :, 0] | (pairs[:, :, 1] << 4)).reshape(n, k // 2).contiguous()
+
+
+def native_mm(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, mins: torch.Tensor,
+              bias: torch.Tensor | None, threads: int | None = None) -> torch.Tensor:
+    """x [..., K] fp32 @ dequant(W)^T -> [..., N] fp32 through the native kernel (native_lib() must not be None)."""
+    lib = native_lib()
+    assert lib is not None
+    k = x.shape[-1]
+    n = packed.shape[0]
+    x2 = x.reshape(-1, k).float().contiguous()
+    y = torch.empty(x2.shape[0], n, dtype=torch.float32)
+    rc = lib.santa_int4_mm(x2.data_ptr(), x2.shape[0], k, packed.data_ptr(), scale.data_ptr(), mins.data_ptr(), n,
+                           0 if bias is None else bias.data_ptr(), y.data_ptr(),
+                           threads or torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"santa_int4_mm failed ({rc})")
+    return y.reshape(*x.shape[:-1], n)

@@ -1,0 +1,97 @@
+"""The native int4 kernel (engine/kernels.py) against the exact product of its dequantized
+weights, against torch's int4 kernel (the fallback), and the fallback when it cannot be built."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+
+from santa_lsp.engine import kernels
+from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.quantize import Int4Linear, prepare_for_cpu
+
+needs_native = pytest.mark.skipif(kernels.native_lib() is None, reason="no C compiler or x86 SIMD here")
+
+
+def dequantized(weight: torch.Tensor) -> torch.Tensor:
+    q, scale, mins = kernels.quantize_int4(weight)
+    n, k = q.shape
+    groups = q.float().reshape(n, k // kernels.GROUP, kernels.GROUP)
+    return (groups * scale.float().unsqueeze(-1) + mins.float().unsqueeze(-1)).reshape(n, k)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_quantize_int4_roundtrip_is_within_half_a_step():
+    w = torch.randn(96, 256, generator=torch.Generator().manual_seed(0))
+    q, scale, _ = kernels.quantize_int4(w)
+    assert q.min() >= 0 and q.max() <= 15
+    step = scale.float().repeat_interleave(kernels.GROUP, dim=1)
+    assert ((dequantized(w) - w).abs() <= 0.5 * step + 1e-3).all()
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 5, 37])  # decode, a speculative verify, a prefill chunk (token tiles of 16)
+def test_native_matches_dequantized_product(rows):
+    gen = torch.Generator().manual_seed(rows)
+    w = torch.randn(70, 384, generator=gen) * 0.02  # 70: a remainder after the 4-row and 64-row blocks
+    bias = torch.randn(70, generator=gen)
+    x = torch.randn(rows, 384, generator=gen)
+    q, scale, mins = kernels.quantize_int4(w)
+    y = kernels.native_mm(x, kernels.pack_native(q), scale, mins, bias)
+    ref = x @ dequantized(w).t() + bias
+    # The only approximation left is int8 activations (per group of 64): ~0.5% of the output.
+    assert rel_err(y, ref) < 0.02
+    # Rows are independent: the batch gives each row what it gives that row alone.
+    one = kernels.native_mm(x[-1:], kernels.pack_native(q), scale, mins, bias)
+    assert torch.equal(one[0], y[-1])
+
+
+@needs_native
+def test_native_and_torch_int4_linear_agree(monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    w, b = torch.randn(256, 512, generator=gen) * 0.02, torch.randn(256, generator=gen) * 0.1
+    x = torch.randn(7, 512, generator=gen)  # the model's activations are [tokens, features]
+    native = Int4Linear(w, b)
+    monkeypatch.setenv("SANTA_LSP_NATIVE_KERNELS", "0")
+    fallback = Int4Linear(w, b)
+    assert native.native and not fallback.native
+    exact = x @ w.t() + b
+    yn, yf = native(x), fallback(x)
+    assert yn.shape == yf.shape == (7, 256)
+    # Both carry the 4-bit weight error (~10% of the output here); they differ only by the
+    # activations' rounding (int8 per group against bf16), far less than that.
+    assert rel_err(yn, exact) < 0.15 and rel_err(yf, exact) < 0.15
+    assert rel_err(yn, yf) < 0.03
+
+
+def test_fallback_when_the_kernel_cannot_be_built(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached from earlier builds
+    monkeypatch.setattr(kernels, "_tried", False)
+    monkeypatch.setattr(kernels, "_lib", None)
+    assert kernels.native_lib() is None and not kernels.native_enabled()
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(2)) * 0.02
+    layer = Int4Linear(w, None)
+    assert not layer.native
+    x = torch.randn(2, 256)
+    assert rel_err(layer(x), x @ w.t()) < 0.15
+
+
+def test_int4_model_follows_fp32():
+    """A whole model through prepare_for_cpu('int4') (native where it builds) stays close to fp32."""
+    cfg = replace(PRESETS["tiny"], n_embd=128, n_inner=512)  # in_features a multiple of 128: native-eligible
+    torch.manual_seed(0)
+    ref = init_random(GPTBigCode(cfg)).eval()
+    quant = prepare_for_cpu(copy.deepcopy(ref), "int4")
+    ids = torch.randint(0, cfg.vocab_size, (48,), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a = ref(ids, 0, ref.new_cache())
+        b = quant(ids, 0, quant.new_cache())
+    assert torch.isfinite(b).all()
+    assert rel_err(b, a) < 0.2
