@@ -28,5 +28,10 @@ class InvalidPosition(SantaError):
     """A cursor position outside the document (or inside a character)."""
 
 
-class Cancelled(SantaError):
-    """A newer request or the client cancelled this one."""
+# Also ValueErrors: a bad value is what they are, and `except ValueError` callers keep working.
+class InvalidOption(SantaError, ValueError):
+    """An option's value is unusable (an endpoint that is not an http(s) URL, an unknown FIM order)."""
+
+
+class InvalidPrompt(SantaError, ValueError):
+    """A prompt the model cannot run: empty, or longer than its context."""

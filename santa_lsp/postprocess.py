@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from santa_lsp.context import BLOCK_OPENERS, CLOSERS, HASH_COMMENTS, Context, indent_width
+from santa_lsp.suggestion import Suggestion
 
 # Control tokens a model may spell out as plain text; the suggestion ends before any of them.
 STOP_STRINGS = ("<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>", "<fim_", "<|file_sep|>")
@@ -45,14 +46,6 @@ NEAR_LINES = 3
 # Degenerate repetition inside a line: a unit of 2-20 characters with two or more letters, four
 # times in a row (`to_to_to_to_`). Such a line is dropped, and decoding stops at it.
 _INLINE_REPETITION = re.compile(r"(.{2,20}?)\1{3,}")
-
-
-@dataclass
-class Suggestion:
-    """Insert `text` at the cursor, replacing the `replace_len` characters after it."""
-
-    text: str
-    replace_len: int = 0
 
 
 def stop_early(text: str, ctx: Context) -> bool:

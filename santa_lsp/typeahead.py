@@ -16,6 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Hashable
 
+from santa_lsp.stats import Stats
+
 # Entries kept (LRU).
 CAPACITY = 32
 # Characters compared on each side of an entry's cursor.
@@ -43,21 +45,28 @@ class _Entry:
 
 
 class TypeaheadCache:
-    def __init__(self, capacity: int = CAPACITY, window: int = WINDOW_CHARS) -> None:
+    def __init__(self, capacity: int = CAPACITY, window: int = WINDOW_CHARS, stats: Stats | None = None) -> None:
+        """`stats`: where hits and misses are counted (the service's registry)."""
         self.capacity = max(1, capacity)
         self.window = window
+        self.stats = stats if stats is not None else Stats()
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._next_id = 0
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
+    def hits(self) -> int:
+        return self.stats["typeahead_hits"]
+
+    @property
+    def misses(self) -> int:
+        return self.stats["typeahead_misses"]
+
+    @property
     def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
+        return self.stats.typeahead_hit_rate()
 
     def lookup(self, doc: str, text: str, cursor: int, options: Hashable) -> Hit | None:
         """The rest of a cached suggestion the user is typing along, or None (counted)."""
@@ -74,9 +83,9 @@ class TypeaheadCache:
             if text[cursor : cursor + self.window] != entry.after:
                 continue
             self._entries.move_to_end(entry_id)
-            self.hits += 1
+            self.stats.add("typeahead_hits")
             return Hit(rest, entry.replace_len, entry.mode, len(typed))
-        self.misses += 1
+        self.stats.add("typeahead_misses")
         return None
 
     def store(self, doc: str, text: str, cursor: int, options: Hashable, suggestion: str, replace_len: int,

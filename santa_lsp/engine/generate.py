@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from santa_lsp.engine.graphs import GraphedDecoder
 from santa_lsp.engine.model import GPTBigCode, KVCache
 from santa_lsp.engine.tokenizer import Tokenizer
+from santa_lsp.errors import InvalidPrompt
 
 # Prefill in chunks: bounded activation memory and a cancellation check between chunks.
 PREFILL_CHUNK = 256
@@ -47,10 +49,24 @@ class GenerationParams:
     teacher: list[int] | None = None
 
 
+class StopReason(str, Enum):
+    """Why generation ended. A `str`, so it compares with, logs and serializes as its value."""
+
+    EOT = "eot"  # the model ended the text
+    SPECIAL = "special"  # the model chose a FIM control token
+    STOP = "stop"  # the caller's stop rule said the answer is complete
+    LENGTH = "length"  # max_new_tokens reached
+    CONTEXT = "context"  # the model's context is full (fewer than max_new_tokens fitted)
+    CANCELLED = "cancelled"  # `cancelled()` turned true
+
+    def __str__(self) -> str:  # "eot" in f-strings and logs, not "StopReason.EOT"
+        return self.value
+
+
 @dataclass
 class GenerationResult:
     ids: list[int]
-    stop_reason: str  # "eot" | "special" | "stop" | "length" | "context" | "cancelled"
+    stop_reason: StopReason
     prompt_tokens: int
     reused_tokens: int
     computed_tokens: int
@@ -94,7 +110,6 @@ class Engine:
         p = model.wte.weight
         self.device, self.dtype = p.device, p.dtype
         self.n_positions = model.config.n_positions
-        self.totals = {"requests": 0, "reused_tokens": 0, "computed_tokens": 0, "generated_tokens": 0}
 
     # -- cache slots -------------------------------------------------------------------------
     def _take_slot(self, key: str, prompt: list[int]) -> tuple[_Slot, int]:
@@ -126,14 +141,14 @@ class Engine:
         reuse: bool = True,
     ) -> GenerationResult:
         if not prompt:
-            raise ValueError("empty prompt")
+            raise InvalidPrompt("empty prompt")
         with self._lock:
             return self._generate(prompt, params, key, cancelled, reuse)
 
     def _generate(self, prompt, params, key, cancelled, reuse) -> GenerationResult:
         room = self.n_positions - len(prompt)
         if room <= 0:
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context of {self.n_positions}")
+            raise InvalidPrompt(f"prompt of {len(prompt)} tokens does not fit the context of {self.n_positions}")
         slot, reused = self._take_slot(key, prompt)
         if not reuse:
             reused = 0
@@ -145,7 +160,7 @@ class Engine:
         pos = reused
         while pos < len(prompt):
             if cancelled():
-                return self._result([], "cancelled", prompt, reused, pos - reused, t0, time.perf_counter())
+                return self._result([], StopReason.CANCELLED, prompt, reused, pos - reused, t0, time.perf_counter())
             chunk = prompt[pos : pos + PREFILL_CHUNK]
             ids = torch.tensor(chunk, dtype=torch.long, device=self.device)
             logits = self.model(ids, pos, slot.cache, last_only=True)[-1]
@@ -158,10 +173,10 @@ class Engine:
         forced = params.forced_text.encode("utf-8")
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         out: list[int] = []
-        reason = "length"
+        reason = StopReason.LENGTH
         max_new = min(params.max_new_tokens, room)
         if max_new < params.max_new_tokens:
-            reason = "context"
+            reason = StopReason.CONTEXT
         # Draft only where verifying cannot change the answer: greedy, unconstrained, and on the
         # CPU (the CUDA path replays a captured one-token graph).
         speculate = params.draft_tokens > 0 and params.temperature <= 0 and self.device.type != "cuda"
@@ -171,19 +186,19 @@ class Engine:
                 logits = self._constrain(logits, forced)
             token = self._choose(logits, params, generator, len(out))
             if token == eot:
-                reason = "eot"
+                reason = StopReason.EOT
                 break
             if token in specials:
-                reason = "special"
+                reason = StopReason.SPECIAL
                 break
             out.append(token)
             if forced:
                 forced = _consume(forced, self.tokenizer.token_bytes(token))
             if params.stop is not None and not forced and params.stop(out):
-                reason = "stop"
+                reason = StopReason.STOP
                 break
             if len(out) == max_new or cancelled():
-                reason = "cancelled" if len(out) < max_new else reason
+                reason = StopReason.CANCELLED if len(out) < max_new else reason
                 break
             draft = self._draft(prompt, out, min(params.draft_tokens, max_new - len(out))) \
                 if speculate and not forced else []
@@ -206,7 +221,7 @@ class Engine:
                 out.append(guess)
                 agreed += 1
                 if params.stop is not None and params.stop(out):
-                    reason, stopped = "stop", True
+                    reason, stopped = StopReason.STOP, True
                     break
                 if len(out) == max_new:
                     stopped = True
@@ -262,10 +277,6 @@ class Engine:
 
     def _result(self, out, reason, prompt, reused, computed, t0, t1) -> GenerationResult:
         t2 = time.perf_counter()
-        self.totals["requests"] += 1
-        self.totals["reused_tokens"] += reused
-        self.totals["computed_tokens"] += computed
-        self.totals["generated_tokens"] += len(out)
         return GenerationResult(
             ids=out, stop_reason=reason, prompt_tokens=len(prompt), reused_tokens=reused,
             computed_tokens=computed, prefill_ms=(t1 - t0) * 1e3, decode_ms=max(0.0, t2 - t1) * 1e3,

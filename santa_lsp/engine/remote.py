@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from santa_lsp.engine.generate import GenerationParams, GenerationResult
+from santa_lsp.engine.generate import GenerationParams, GenerationResult, StopReason
 from santa_lsp.engine.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, Tokenizer
-from santa_lsp.errors import ModelLoadError, SantaError
+from santa_lsp.errors import InvalidOption, InvalidPrompt, ModelLoadError, SantaError
+from santa_lsp.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class _ConnectionLost(Exception):
 
 
 class _Cancelled(Exception):
-    pass
+    """Unwinds a blocked read once `cancelled()` turns true; reported as StopReason.CANCELLED."""
 
 
 class _Timeout(Exception):
@@ -95,17 +96,17 @@ def api_key() -> str:
 
 def normalize_endpoint(url: str) -> str:
     """`http://host:8000/v1` stays; `http://host:8000` gets `/v1`; a trailing slash goes.
-    Raises ValueError for anything that is not an http(s) URL with a host."""
+    Raises InvalidOption for anything that is not an http(s) URL with a host."""
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"endpoint must be an http:// or https:// URL, got {url!r}")
+        raise InvalidOption(f"endpoint must be an http:// or https:// URL, got {url!r}")
     if parts.query or parts.fragment:
-        raise ValueError(f"endpoint must not have a query or fragment: {url!r}")
+        raise InvalidOption(f"endpoint must not have a query or fragment: {url!r}")
     try:
         parts.port  # noqa: B018 - raises for a bad port
     except ValueError as err:
-        raise ValueError(f"endpoint has a bad port: {url!r}") from err
+        raise InvalidOption(f"endpoint has a bad port: {url!r}") from err
     return url if parts.path else url + "/v1"
 
 
@@ -300,8 +301,7 @@ class RemoteStats:
     latencies_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        recent = sorted(self.latencies_ms[-200:])
-        p50 = recent[len(recent) // 2] if recent else None
+        p50 = percentile(self.latencies_ms[-200:], 50)
         return {"endpoint": self.endpoint, "model": self.model, "requests": self.requests, "errors": self.errors,
                 "retries": self.retries, "reachable": self.reachable, "lastError": self.last_error,
                 "lastLatencyMs": _round(self.last_latency_ms), "lastFirstTokenMs": _round(self.last_first_token_ms),
@@ -335,7 +335,6 @@ class RemoteEngine:
         # The served context length is known (given, or GET /models answered); else asked for
         # before the next request.
         self.probed = n_positions is not None
-        self.totals = {"requests": 0, "reused_tokens": 0, "computed_tokens": 0, "generated_tokens": 0}
         self.remote = RemoteStats(self.endpoint, model)
         self._lock = threading.Lock()
         self._reported = ""  # the error last shown to the user; "" once the server answers again
@@ -357,7 +356,7 @@ class RemoteEngine:
     def generate(self, prompt: list[int], params: GenerationParams, key: str = "",
                  cancelled: Callable[[], bool] = lambda: False, reuse: bool = True) -> GenerationResult:
         if not prompt:
-            raise ValueError("empty prompt")
+            raise InvalidPrompt("empty prompt")
         if not self.probed:
             self._probe()
         healed = params.forced_text
@@ -385,18 +384,14 @@ class RemoteEngine:
         if not constrain:
             text = healed + text  # the answer starts with the healed text, as the pipeline expects
         total_ms = (time.perf_counter() - t0) * 1e3
-        if reason == "length" and max_new < params.max_new_tokens:
-            reason = "context"
+        if reason == StopReason.LENGTH and max_new < params.max_new_tokens:
+            reason = StopReason.CONTEXT
         out = self.tokenizer.encode(text)
-        if reason != "cancelled" or first_ms is not None:  # a cancelled wait proves nothing either way
-            self._answered(total_ms, first_ms, reason != "cancelled")
-        with self._lock:
-            self.totals["requests"] += 1
-            self.totals["reused_tokens"] += cached
-            self.totals["computed_tokens"] += len(ids) - cached
-            self.totals["generated_tokens"] += len(out)
+        was_cancelled = reason == StopReason.CANCELLED
+        if not was_cancelled or first_ms is not None:  # a cancelled wait proves nothing either way
+            self._answered(total_ms, first_ms, not was_cancelled)
         first = total_ms if first_ms is None else first_ms
-        return GenerationResult(ids=out if reason != "cancelled" else [], stop_reason=reason, prompt_tokens=len(ids),
+        return GenerationResult(ids=[] if was_cancelled else out, stop_reason=reason, prompt_tokens=len(ids),
                                 reused_tokens=cached, computed_tokens=len(ids) - cached, prefill_ms=first,
                                 decode_ms=max(0.0, total_ms - first))
 
@@ -447,7 +442,7 @@ class RemoteEngine:
         return body
 
     def _complete(self, ids: list[int], params: GenerationParams, max_new: int, healed: str, before: str,
-                  cancelled: Callable[[], bool]) -> tuple[str, str, float | None, int]:
+                  cancelled: Callable[[], bool]) -> tuple[str, StopReason, float | None, int]:
         """Stream one answer. `healed`: the answer must start with it (asked of the server);
         `before`: text the pipeline's stop rule sees ahead of the answer (the un-healed text)."""
         start = time.monotonic()
@@ -467,15 +462,16 @@ class RemoteEngine:
                     self.remote.retries += 1
                 log.debug("%s: %s; retry %d in %.1fs", self.endpoint, err, attempt, wait)
                 if _sleep(wait, cancelled):
-                    return "", "cancelled", None, 0
+                    return "", StopReason.CANCELLED, None, 0
             except _RetryAsText:
                 continue
 
     def _stream(self, body: dict[str, Any], params: GenerationParams, healed: str, before: str,
-                cancelled: Callable[[], bool], start: float, deadline: float) -> tuple[str, str, float | None, int]:
+                cancelled: Callable[[], bool], start: float,
+                deadline: float) -> tuple[str, StopReason, float | None, int]:
         exchange = _Exchange(self.endpoint, self.connect_timeout, cancelled)
         first_deadline = min(deadline, start + self.first_token_timeout)
-        text, reason, first_ms, cached, finished = "", "length", None, 0, False
+        text, reason, first_ms, cached, finished = "", StopReason.LENGTH, None, 0, False
         t0 = time.perf_counter()
 
         def current_deadline() -> float:
@@ -483,7 +479,7 @@ class RemoteEngine:
 
         try:
             if cancelled():
-                return "", "cancelled", None, 0
+                return "", StopReason.CANCELLED, None, 0
             exchange.send("POST", "/completions", self._headers(), json.dumps(body).encode(), first_deadline)
             response = exchange.read_head(first_deadline)
             if response.status != 200:
@@ -507,16 +503,16 @@ class RemoteEngine:
                     finish = choice.get("finish_reason")
                     if finish:
                         # "stop": end of text or a stop token; "length": max_tokens.
-                        reason, finished = ("length" if finish == "length" else "eot"), True
+                        reason, finished = (StopReason.LENGTH if finish == "length" else StopReason.EOT), True
                     if delta and healed and not (text.startswith(healed) or healed.startswith(text)):
                         raise _NotConstrained("ignored")
                     if delta and params.stop is not None and params.stop(self.tokenizer.encode(before + text)):
-                        return text, "stop", first_ms, cached  # closing the stream aborts it on the server
+                        return text, StopReason.STOP, first_ms, cached  # closing the stream aborts it on the server
             if finished:
                 return text, reason, first_ms, cached  # a server that ends without [DONE]
             raise _ConnectionLost("the stream ended before the answer did")
         except _Cancelled:
-            return text, "cancelled", first_ms, cached
+            return text, StopReason.CANCELLED, first_ms, cached
         except _Timeout:
             what = "the first token" if first_ms is None else "the end of the answer"
             limit = self.first_token_timeout if first_ms is None else self.total_timeout
@@ -783,7 +779,7 @@ def connect(endpoint: str, model: str, revision: str | None = None, allow_downlo
     """
     try:
         endpoint = normalize_endpoint(endpoint)
-    except ValueError as err:
+    except InvalidOption as err:
         raise ModelLoadError(model, str(err), "Set the endpoint option to the server's base URL, "
                                               "e.g. http://127.0.0.1:8000/v1.") from None
     probe = RemoteEngine(endpoint, model, tokenizer=None, **timeouts)  # type: ignore[arg-type]

@@ -8,14 +8,21 @@ from dataclasses import dataclass
 from lsprotocol import types
 
 from santa_lsp.lsp import positions
+from santa_lsp.suggestion import Suggestion
 
 
 @dataclass
-class Suggestion:
-    text: str  # to insert at the cursor
-    range: types.Range  # what it replaces: from the cursor to the end of what it overwrites
-    word: str  # the partial word before the cursor (completion clients filter by it)
+class Placement:
+    """The pipeline's suggestion placed in the document, in the client's position encoding."""
+
+    suggestion: Suggestion  # in document offsets: `text` goes at `cursor` (the selected item's start)
+    range: types.Range  # what it replaces: from where it starts to the end of what it overwrites
+    word: str  # the partial word before it (completion clients filter by it)
     word_start: types.Position
+
+    @property
+    def text(self) -> str:
+        return self.suggestion.text
 
 
 _WORD_BEFORE = re.compile(r"[\w$]*\Z")
@@ -33,7 +40,7 @@ class Target:
     start: int  # where the suggestion starts in the document (the cursor, or the item's start)
     resume: int  # where the document resumes after `text_cursor`
 
-    def suggestion(self, completion: str, replaced: int, encoding: str) -> Suggestion:
+    def suggestion(self, completion: str, replaced: int, encoding: str) -> Placement:
         """`completion` inserted at `text_cursor`, replacing `replaced` characters after it."""
         doc = self.document
 
@@ -42,8 +49,8 @@ class Target:
 
         end = max(self.cursor, self.resume + replaced)
         word = word_before(doc, self.start)
-        return Suggestion(self.lead + completion, types.Range(position(self.start), position(end)), word,
-                          position(self.start - len(word)))
+        return Placement(Suggestion(self.lead + completion, end - self.start, self.start),
+                         types.Range(position(self.start), position(end)), word, position(self.start - len(word)))
 
 
 def target(document: str, cursor: int, selected: types.SelectedCompletionInfo | None, encoding: str) -> Target:
@@ -67,7 +74,7 @@ def word_before(text: str, offset: int) -> str:
 ACCEPTED_COMMAND = "santa.accepted"
 
 
-def inline_completion_list(suggestion: Suggestion | None, item_id: int | None = None) -> types.InlineCompletionList:
+def inline_completion_list(suggestion: Placement | None, item_id: int | None = None) -> types.InlineCompletionList:
     """`item_id`: the client runs `santa.accepted <item_id>` after inserting the item (local
     acceptance counts, see status.Feedback)."""
     if suggestion is None:
@@ -78,7 +85,7 @@ def inline_completion_list(suggestion: Suggestion | None, item_id: int | None = 
                                                                         range=suggestion.range, command=command)])
 
 
-def completion_list(suggestion: Suggestion | None) -> types.CompletionList:
+def completion_list(suggestion: Placement | None) -> types.CompletionList:
     """The suggestion as one completion item, for clients without inline completion."""
     if suggestion is None:
         return types.CompletionList(is_incomplete=True, items=[])

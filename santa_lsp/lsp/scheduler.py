@@ -1,10 +1,15 @@
-"""One inference worker thread; the newest request for a document wins.
+"""One inference worker thread; the newest request for a document wins; prefetch yields to all.
 
 Inference never runs on the event loop: jobs go to a single worker thread (one model, one
 KV cache, so running two at once would only make both slower). Submitting a job for a
 document cancels the older jobs for that document: a pending one is dropped at once, the one
 running sees its `cancelled` callable turn true and stops at its next decode step. A job may
 wait `debounce_s` before it starts, so a burst of keystrokes costs one inference.
+
+Background jobs (the prefetch of the next suggestion) are the lowest priority: one at a time
+(a newer one replaces it), never started while a request waits, and cancelled, pending or
+running, by every request submitted. Cancelling a job is the one way to stop inference: its
+`cancelled` callable is what the engine looks at between steps.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from santa_lsp.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ class Job:
     work: Work
     done: Done
     not_before: float  # time.monotonic() before which the job does not start (debounce)
+    background: bool = False
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
@@ -46,36 +54,44 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, name: str = "santa-inference") -> None:
+    def __init__(self, name: str = "santa-inference", stats: Stats | None = None) -> None:
+        """`stats`: where the queue's high-water marks are kept (the server's registry)."""
         self._cv = threading.Condition()
         self._pending: list[Job] = []
         self._running: Job | None = None
         self._stopped = False
-        self._max_queued = self._max_queued_per_doc = 0  # high-water marks, for santa.status
+        self.stats = stats if stats is not None else Stats()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, doc: str, work: Work, done: Done, debounce_s: float = 0.0) -> Job:
-        """Queue `work` for `doc`, cancelling the document's older jobs."""
-        job = Job(doc, work, done, time.monotonic() + max(0.0, debounce_s))
+    def submit(self, doc: str, work: Work, done: Done, debounce_s: float = 0.0, background: bool = False) -> Job:
+        """Queue `work` for `doc`, cancelling the document's older jobs and every background job.
+        A `background` job cancels only the older background job, and is dropped (finished at
+        once, cancelled) while a request waits."""
+        job = Job(doc, work, done, time.monotonic() + max(0.0, debounce_s), background)
         with self._cv:
-            dropped = self._cancel_locked(lambda j: j.doc == doc)
-            if self._stopped:
+            if background:
+                dropped = self._cancel_locked(lambda j: j.background)
+                refused = self._stopped or any(not j.background for j in self._pending)
+            else:
+                dropped = self._cancel_locked(lambda j: j.doc == doc or j.background)
+                refused = self._stopped
+            if refused:
                 job.cancel()
                 dropped.append(job)
             else:
                 self._pending.append(job)
-                self._max_queued = max(self._max_queued, len(self._pending))
-                self._max_queued_per_doc = max(self._max_queued_per_doc, sum(j.doc == doc for j in self._pending))
+                requests = [j for j in self._pending if not j.background]
+                self.stats.peak("max_queued", len(requests))
+                self.stats.peak("max_queued_per_document", sum(j.doc == doc for j in requests))
                 self._cv.notify()
         _finish_dropped(dropped)
         return job
 
-    def queue_stats(self) -> dict[str, int]:
-        """Jobs waiting now, and the most ever waiting at once: in all, and for one document."""
+    def queued(self) -> int:
+        """Requests waiting now (a background job is not one)."""
         with self._cv:
-            return {"queued": len(self._pending), "maxQueued": self._max_queued,
-                    "maxQueuedPerDocument": self._max_queued_per_doc}
+            return sum(not j.background for j in self._pending)
 
     def cancel(self, doc: str) -> None:
         """Cancel every job of `doc` (its text changed or it was closed)."""
@@ -111,7 +127,7 @@ class Scheduler:
             now = time.monotonic()
             due = [j for j in self._pending if j.not_before <= now]
             if due:
-                job = due[0]
+                job = next((j for j in due if not j.background), due[0])
                 self._pending.remove(job)
                 return job
             timeout = min((j.not_before for j in self._pending), default=now + 3600) - now

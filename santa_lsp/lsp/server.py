@@ -1,8 +1,9 @@
 """The language server: pygls wiring and thin handlers.
 
 Handlers fetch the document, convert positions, and hand the work to the scheduler (one
-inference worker, newest request per document wins) and the completion service; options,
-loading, status and position encodings live in the modules next to this one.
+inference worker, newest request per document wins) and the completion service; a shown
+suggestion's prefetch is a background job of the same worker. Options, loading, status and
+position encodings live in the modules next to this one; every counter is in `self.stats`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from santa_lsp.lsp.client_log import ClientLogHandler
 from santa_lsp.lsp.loading import load_in_background
 from santa_lsp.lsp.protocol import SantaProtocol
 from santa_lsp.lsp.scheduler import Job, Scheduler
-from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, Feedback, ModelStatus, Stats, status_report
+from santa_lsp.lsp.status import DISABLED, ERROR, LOADING, READY, Feedback, ModelStatus, status_report
 from santa_lsp.lsp.throttle import clip
+from santa_lsp.stats import Stats
+from santa_lsp.suggestion import Suggestion
 
 if TYPE_CHECKING:  # torch is imported by the loading thread, so initialize is answered at once
     from santa_lsp.engine import LoadedModel
-    from santa_lsp.service import Completion, CompletionService
+    from santa_lsp.service import CompletionService
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,11 @@ class SantaLanguageServer(LanguageServer):
         self.options = self.init_options
         self.initialization_options: Any = None
         self.status = ModelStatus(requested_model=self.options.model)
-        self.stats = Stats()
+        self.stats = Stats()  # the server's, its services' and its scheduler's counters
         self.feedback = Feedback()  # acceptance counts, local only
         self.service: CompletionService | None = None
         self.loaded_options: Options | None = None  # options the current (or loading) model was asked with
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(stats=self.stats)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.shutdown_requested = False
         self._load_generation = 0
@@ -121,10 +124,9 @@ class SantaLanguageServer(LanguageServer):
 
     def report(self) -> dict[str, Any]:
         service = self.service
-        engine = service.engine if service is not None else None
-        return status_report(self.status, self.stats, engine.totals if engine else None,
-                             engine.cache_bytes() if engine else 0, self.position_encoding(),
-                             getattr(service, "stats", None), self.feedback)
+        cache_bytes = service.engine.cache_bytes() if service is not None else 0
+        return status_report(self.status, self.stats, cache_bytes, self.scheduler.queued(), self.position_encoding(),
+                             self.feedback)
 
     def position_encoding(self) -> str:
         kind = self.workspace.position_encoding  # a PositionEncodingKind or a plain string
@@ -208,7 +210,7 @@ class SantaLanguageServer(LanguageServer):
         from santa_lsp.service import CompletionService
 
         assert loaded is not None
-        self.service = CompletionService(loaded.engine, opts, interactive=True)
+        self.service = CompletionService(loaded.engine, opts, interactive=True, stats=self.stats)
         state = READY if self.options.enable else DISABLED
         self.set_status(state, loaded.warning, model=loaded.model, device=loaded.device, dtype=loaded.dtype,
                         load_seconds=loaded.load_s)
@@ -239,7 +241,7 @@ class SantaLanguageServer(LanguageServer):
 
     # -- completions ---------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position, selected: types.SelectedCompletionInfo | None = None,
-                      invoked: bool = False) -> items.Suggestion | None:
+                      invoked: bool = False) -> items.Placement | None:
         """The suggestion at `position` of document `uri`, or None (nothing to say, or cancelled).
 
         `selected` is the item selected in the client's completion menu: the suggestion then
@@ -247,19 +249,19 @@ class SantaLanguageServer(LanguageServer):
         `invoked`: the user asked explicitly, so no debounce.
         """
         t0 = time.perf_counter()
-        self.stats.requests += 1
+        self.stats.add("requests")
         key = doc_key(uri)
         self.feedback.moved_on(key)
         if (self.status.state == LOADING and self._loading and not self.shutdown_requested
                 and key in self.workspace.text_documents):
-            self.stats.waited_for_load += 1
+            self.stats.add("waited_for_load")
             if not await self.wait_for_model(key):
-                self.stats.skipped += 1
+                self.stats.add("skipped")
                 return None
         service, opts = self.service, self.options
         doc = self.workspace.text_documents.get(key)
         if self.status.state != READY or service is None or doc is None:
-            self.stats.skipped += 1
+            self.stats.add("skipped")
             return None
         text = doc.source  # a snapshot: the worker never sees later edits
         encoding = self.position_encoding()
@@ -267,17 +269,20 @@ class SantaLanguageServer(LanguageServer):
         if cursor is None:
             log.info("no completion: %d:%d is not a valid %s position in %s", position.line, position.character,
                      encoding, uri)
-            self.stats.skipped += 1
+            self.stats.add("skipped")
             return None
         target = items.target(text, cursor, selected, encoding)
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
-        def work(cancelled: Callable[[], bool]) -> Completion | None:
+        def work(cancelled: Callable[[], bool]) -> Suggestion | None:
             return service.complete(target.text, target.text_cursor, doc=key, cancelled=cancelled, options=opts)
 
         def done(job: Job, result: Any, error: BaseException | None) -> None:
+            if isinstance(result, Suggestion) and opts.prefetch and not job.cancelled():
+                self.scheduler.submit(key, lambda cancelled: service.prefetch(
+                    target.text, result, doc=key, cancelled=cancelled, options=opts), _prefetched, background=True)
             loop.call_soon_threadsafe(_settle, answer, (result, error))
 
         job = self.scheduler.submit(key, work, done, 0.0 if invoked else opts.debounce_ms / 1000)
@@ -285,30 +290,35 @@ class SantaLanguageServer(LanguageServer):
             completion, error = await answer
         except asyncio.CancelledError:  # $/cancelRequest (or shutdown): stop the worker too
             job.cancel()
-            self.stats.cancelled += 1
+            self.stats.add("cancelled")
             raise
         if job.cancelled():
-            self.stats.cancelled += 1
+            self.stats.add("cancelled")
             return None
         if error is not None:
-            self.stats.errors += 1
+            self.stats.add("errors")
             if isinstance(error, SantaError):
                 log.info("no completion at %d:%d in %s: %s", position.line, position.character, uri, error)
             else:
                 log.error("completion failed at %d:%d in %s", position.line, position.character, uri,
                           exc_info=error)
             return None
-        self.stats.completed += 1
+        self.stats.add("completed")
         total_ms = (time.perf_counter() - t0) * 1e3
         self.stats.record_latency(total_ms)
         if completion is None or not completion.text:
             log.debug("completion %s %d:%d: empty, queued=%.1fms total=%.1fms", uri, position.line,
                       position.character, job.wait_ms, total_ms)
             return None
-        self.stats.suggestions += 1
+        self.stats.add("suggestions")
         log.debug("completion %s %d:%d: queued=%.1fms %s request=%.1fms", uri, position.line, position.character,
                   job.wait_ms, " ".join(f"{k}={v:.1f}ms" for k, v in completion.timings_ms.items()), total_ms)
-        return target.suggestion(completion.text, completion.replace_end - completion.cursor, encoding)
+        return target.suggestion(completion.text, completion.replace_len, encoding)
+
+
+def _prefetched(job: Job, result: Any, error: BaseException | None) -> None:
+    if error is not None:  # a background nicety: logged, never shown
+        log.warning("prefetch for %s failed", job.doc, exc_info=error)
 
 
 def _settle(future: asyncio.Future, value: Any) -> None:
@@ -449,7 +459,6 @@ def on_exit(ls: SantaLanguageServer, *args: Any) -> None:
 
 def cmd_status(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
     report = ls.report()
-    report["stats"].update(ls.scheduler.queue_stats())
     engine = ls.service.engine if ls.service is not None else None
     remote_status = getattr(engine, "status", None)
     if callable(remote_status):  # a RemoteEngine: the endpoint's health and counters

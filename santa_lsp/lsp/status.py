@@ -1,18 +1,19 @@
-"""What the server reports about itself: model state, request statistics, latency percentiles.
+"""What the server reports about itself: model state, statistics, acceptance, memory.
 
 `ModelStatus.notification()` is the payload of the `santa/status` notification (the VS Code
-status bar); `status_report` is the answer to `workspace/executeCommand santa.status`.
+status bar); `status_report` is the answer to `workspace/executeCommand santa.status`. The
+counters are the server's one registry (stats.py), reported whole.
 """
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
+from santa_lsp.stats import Stats, camel
+
 LOADING, READY, ERROR, DISABLED = "loading", "ready", "error", "disabled"
-LATENCY_WINDOW = 1000  # latencies kept for the percentiles
 MAX_FIELD = 500  # characters of a reported name or message (a model name can be megabytes)
 
 
@@ -33,36 +34,6 @@ class ModelStatus:
     def notification(self) -> dict[str, Any]:
         return {"state": self.state, "model": _clip(self.model), "device": self.device, "dtype": self.dtype,
                 "message": _clip(self.message)}
-
-
-@dataclass
-class Stats:
-    requests: int = 0  # every inline completion / completion request
-    completed: int = 0  # inference ran to the end (suggestion or not)
-    suggestions: int = 0  # non-empty answers
-    cancelled: int = 0  # superseded by a newer request, the document changed, or $/cancelRequest
-    skipped: int = 0  # answered empty without inference: loading, disabled, unknown document, bad position
-    errors: int = 0
-    waited_for_load: int = 0  # arrived while the model loaded, and waited for it
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-
-    def record_latency(self, ms: float) -> None:
-        self.latencies_ms.append(ms)
-
-    def latency_percentiles(self) -> dict[str, float | None]:
-        values = sorted(self.latencies_ms)
-        return {f"p{p}": _percentile(values, p) for p in (50, 95, 99)}
-
-    def as_dict(self, engine_totals: dict[str, int] | None = None, cache_bytes: int = 0) -> dict[str, Any]:
-        totals = engine_totals or {}
-        return {
-            "requests": self.requests, "completed": self.completed, "suggestions": self.suggestions,
-            "cancelled": self.cancelled, "skipped": self.skipped, "errors": self.errors,
-            "waitedForLoad": self.waited_for_load,
-            "reusedTokens": totals.get("reused_tokens", 0), "computedTokens": totals.get("computed_tokens", 0),
-            "generatedTokens": totals.get("generated_tokens", 0), "cacheBytes": cache_bytes,
-            "latencyMs": self.latency_percentiles(),
-        }
 
 
 FEEDBACK_IDS = 1000  # suggestions remembered for a late acceptance command
@@ -133,28 +104,17 @@ class Feedback:
         return {"total": total, **{lang: dict(c) for lang, c in sorted(self.counts.items())}}
 
 
-def _percentile(sorted_values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile; None without samples."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return round(sorted_values[rank - 1], 1)
-
-
-def status_report(status: ModelStatus, stats: Stats, engine_totals: dict[str, int] | None = None,
-                  cache_bytes: int = 0, position_encoding: str = "",
-                  service_stats: dict[str, Any] | None = None,
-                  feedback: Feedback | None = None) -> dict[str, Any]:
-    """`service_stats` (the pipeline's own counters: typing-ahead hits...) join `stats`, camelCased."""
-    merged = stats.as_dict(engine_totals, cache_bytes)
-    for key, value in (service_stats or {}).items():
-        merged.setdefault(_camel(key), value)
+def status_report(status: ModelStatus, stats: Stats, cache_bytes: int = 0, queued: int = 0,
+                  position_encoding: str = "", feedback: Feedback | None = None) -> dict[str, Any]:
+    """`stats`: every counter, camelCased (stats.COUNTERS); `cache_bytes` (the engine's KV cache)
+    and `queued` (requests waiting now) are the two gauges read at report time."""
+    counters = {camel(name): value for name, value in stats.snapshot().items()}
     return {
         "state": status.state, "model": _clip(status.model), "requestedModel": _clip(status.requested_model),
         "device": status.device, "dtype": status.dtype, "message": _clip(status.message),
         "loadSeconds": None if status.load_seconds is None else round(status.load_seconds, 2),
         "positionEncoding": position_encoding,
-        "stats": merged,
+        "stats": {**counters, "cacheBytes": cache_bytes, "queued": queued},
         "acceptance": (feedback or Feedback()).report(),
         "memory": memory_report(),
     }
@@ -174,7 +134,3 @@ def memory_report() -> dict[str, int | None]:
     traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
     return {"rssBytes": rss, "tracedBytes": traced}
 
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part.title() for part in rest)

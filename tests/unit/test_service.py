@@ -12,6 +12,7 @@ from santa_lsp.config import Options
 from santa_lsp.engine import Engine
 from santa_lsp.engine.tokenizer import Tokenizer
 from santa_lsp.engine.weights import load_checkpoint
+from santa_lsp.lsp.scheduler import Scheduler
 from santa_lsp.service import CompletionService
 
 
@@ -115,7 +116,7 @@ def test_prefetch_answers_the_accepted_state_at_once(scripted):
     replies = iter(["return w * h\n", "  # the area\n"])
     service = scripted(lambda prompt: next(replies), prefetch=True)
     shown = service.complete(text, cursor, doc="a.py")
-    service._prefetch_thread.join(10)
+    assert service.prefetch(text, shown, doc="a.py")  # the server runs it as a background job
     assert service.stats["prefetches"] == 1
     accepted = accept(text, shown)
     nxt = service.complete(accepted, cursor + len(shown.text), doc="a.py")
@@ -128,7 +129,7 @@ def test_a_real_request_cancels_the_prefetch(scripted, monkeypatch):
     started = threading.Event()
 
     def generate(prompt, params, key="", cancelled=lambda: False, reuse=True):
-        if threading.current_thread().name == "santa-prefetch":
+        if "return w" in engine.tokenizer.decode(prompt):  # the accepted state: the prefetch
             started.set()
             while not cancelled():  # a long decode, checking for cancellation at each step
                 threading.Event().wait(0.001)
@@ -136,11 +137,22 @@ def test_a_real_request_cancels_the_prefetch(scripted, monkeypatch):
         return real_generate(prompt, params, key, cancelled, reuse)
 
     monkeypatch.setattr(engine, "generate", generate)
+    scheduler = Scheduler()
+    answers: dict[str, object] = {}
+    finished = threading.Event()
+
+    def done(job, result, error):
+        answers[job.doc] = result
+        finished.set() if job.doc == "b.py" else None
+
     text = "def area(w, h):\n    \n"
-    service.complete(text, len(text) - 1, doc="a.py")
-    prefetching = service._prefetch_thread
+    shown = service.complete(text, len(text) - 1, doc="a.py")
+    prefetching = scheduler.submit("a.py", lambda c: service.prefetch(text, shown, doc="a.py", cancelled=c), done,
+                                   background=True)
     assert started.wait(10)
     other = "x = \n"
-    assert service.complete(other, 4, doc="b.py", options=Options(prefetch=False)).text == "return w * h"
-    prefetching.join(10)
-    assert not prefetching.is_alive() and service.stats["prefetches"] == 0
+    scheduler.submit("b.py", lambda c: service.complete(other, 4, doc="b.py", cancelled=c,
+                                                       options=Options(prefetch=False)), done)
+    assert finished.wait(10) and answers["b.py"].text == "return w * h"
+    assert prefetching.cancelled() and answers["a.py"] is False and service.stats["prefetches"] == 0
+    scheduler.stop()
