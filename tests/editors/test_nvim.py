@@ -457,6 +457,78 @@ def test_help_tags_are_current(tmp_path):
         "regenerate: nvim --headless --clean -c 'helptags editors/nvim/doc' -c q"
 
 
+LUA = PLUGIN / "lua"
+
+
+def renderer_interface() -> list[str]:
+    """The functions of santa_lsp.Renderer, as render/init.lua declares them."""
+    text = (LUA / "santa_lsp" / "render" / "init.lua").read_text()
+    return re.findall(r"^---@field (\w+) fun\(", text, re.M)
+
+
+def test_renderers_share_one_interface(nvim_factory):
+    vim = nvim_factory(fake_opts(renderer="fallback"))
+    interface = renderer_interface()
+    assert {"attach", "visible", "accept", "cycle", "dismiss"} <= set(interface)
+    for name in ("native", "fallback"):
+        module = vim.lua("""
+            local m = require('santa_lsp.render.' .. ...)
+            local fns = {}
+            for key, value in pairs(m) do
+              if type(value) == 'function' then table.insert(fns, key) end
+            end
+            return { name = m.name, fns = fns }
+        """, name)
+        assert module["name"] == name
+        assert set(interface) <= set(module["fns"]), f"render/{name}.lua lacks {set(interface) - set(module['fns'])}"
+    assert vim.lua("return require('santa_lsp').renderer()") == "fallback"
+
+
+def test_setup_switches_renderers(nvim_factory):
+    vim = nvim_factory(fake_opts(renderer="native"))
+    vim.edit("a.py")
+    vim.wait_attached()
+    vim.wait_ready(20)
+    vim.lua("require('santa_lsp').setup(...)", fake_opts(renderer="fallback"))
+    assert vim.lua("return require('santa_lsp').renderer()") == "fallback"
+    vim.feed("ix = comp")
+    ghost = vim.wait_ghost(10)
+    time.sleep(0.5)  # long enough for the native completor to have drawn, had it stayed on
+    assert vim.ghost()["ns"] == ghost["ns"] == "santa_lsp"  # the native renderer let go of the buffer
+    vim.feed("<Tab>")
+    wait_for(lambda: vim.buffer() == ["x = computed(a, b)", "print(a)"], 5, "accepted text", lambda: vim.buffer())
+
+
+def lua_requires() -> dict[str, set[str]]:
+    """Each santa_lsp Lua module and the santa_lsp modules it requires (at load or inside a
+    function: a require in a function body is still a dependency), comment lines left out."""
+    graph = {}
+    for path in LUA.rglob("*.lua"):
+        parts = path.relative_to(LUA).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "init" else parts)
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        graph[name] = set(re.findall(r"require\(?\s*['\"](santa_lsp[\w.]*)['\"]", code))
+    return graph
+
+
+def test_lua_modules_require_no_cycle():
+    graph = lua_requires()
+    assert {"santa_lsp", "santa_lsp.util", "santa_lsp.render.native", "santa_lsp.render.fallback"} <= set(graph)
+    for module, required in graph.items():
+        assert required <= set(graph), f"{module} requires a module that does not exist: {required - set(graph)}"
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, "require cycle: " + " -> ".join(path + (module,))
+        for dep in graph[module]:
+            visit(dep, path + (module,))
+
+    for module in graph:
+        visit(module, ())
+    # The renderers are chosen by setup(), not by each other or by asking init.lua.
+    for name in ("santa_lsp.render.native", "santa_lsp.render.fallback"):
+        assert graph[name] == {"santa_lsp.util"}, (name, graph[name])
+
+
 # --- end to end: the real server and the bundled model -----------------------------------
 
 def bundled_model_present() -> bool:

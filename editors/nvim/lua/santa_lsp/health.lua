@@ -28,7 +28,7 @@ function M.check()
     health.error('Neovim ' .. version .. ' is too old', { 'santa_lsp needs Neovim 0.10 or newer' })
     return
   end
-  if vim.lsp.inline_completion then
+  if require('santa_lsp.render.native').available() then
     health.ok('Neovim ' .. version .. ': native vim.lsp.inline_completion available')
   else
     health.ok('Neovim ' .. version .. ': ghost text drawn by the santa_lsp fallback renderer')

@@ -4,10 +4,12 @@
 --- `M.defaults`, rebuilds the one augroup ("santa_lsp"), the keymaps and the commands, and
 --- pushes changed server options to running servers. See `:help santa_lsp`.
 
+local render = require('santa_lsp.render')
+local util = require('santa_lsp.util')
+
 local M = {}
 
 local api = vim.api
-local NAME = 'santa_lsp'
 local AUGROUP = 'santa_lsp'
 
 --- Every option, with its default. Documented in `:help santa_lsp-defaults`.
@@ -59,19 +61,11 @@ M.config = nil
 local status = { state = 'stopped' }
 --- Whether suggestions are shown (:SantaToggle).
 local enabled = true
+--- Who draws suggestions: picked by setup(); until then what the defaults pick.
+local renderer = render.pick(M.defaults.renderer)
 
 -- `python3 -m santa_lsp`, without the current directory on sys.path.
 local PYTHON_MAIN = 'import runpy, sys; del sys.path[0]; runpy.run_module("santa_lsp", run_name="__main__", alter_sys=True)'
-
-local has = function(feature) return vim.fn.has(feature) == 1 end
-
---- Calls a vim.lsp.Client method: `client:name(...)` on 0.11+, `client.name(...)` on 0.10.
-function M.client_call(client, name, ...)
-  if has('nvim-0.11') then
-    return client[name](client, ...)
-  end
-  return client[name](...)
-end
 
 --- The server command: the option, else `santa-lsp` on $PATH, else the python module.
 ---@return string[]
@@ -101,27 +95,13 @@ function M.server_cmd_string()
   return table.concat(shown, ' ')
 end
 
---- "native" or "fallback": who draws suggestions with the current options and Neovim.
+--- "native" or "fallback": who draws suggestions.
 function M.renderer()
-  local want = (M.config or M.defaults).renderer
-  local native = vim.lsp.inline_completion ~= nil
-  if want == 'fallback' or (want == 'auto' and not native) then
-    return 'fallback'
-  end
-  if want == 'native' and not native then
-    vim.notify_once('santa_lsp: this Neovim has no vim.lsp.inline_completion; using the fallback renderer',
-      vim.log.levels.WARN)
-    return 'fallback'
-  end
-  return 'native'
+  return renderer.name
 end
 
 --- Running santa_lsp clients, optionally only those attached to `bufnr`.
----@param bufnr? integer
----@return vim.lsp.Client[]
-function M.clients(bufnr)
-  return vim.lsp.get_clients({ name = NAME, bufnr = bufnr })
-end
+M.clients = util.clients
 
 --- A copy of the server state: { state, model, device, dtype, message }.
 function M.status()
@@ -169,23 +149,12 @@ function M.request_again()
   if not enabled or #M.clients(bufnr) == 0 or not api.nvim_get_mode().mode:match('^i') then
     return
   end
-  if M.renderer() == 'native' then
-    -- The native completor asks on CursorMovedI; it has no public "request now".
-    api.nvim_exec_autocmds('CursorMovedI', { buffer = bufnr, modeline = false })
-  else
-    require('santa_lsp.ghost').refresh(bufnr)
-  end
+  renderer.refresh(bufnr)
 end
 
 --- Turns suggestions on for `bufnr` once our client attached to it.
 local function on_attach(client, bufnr)
-  if M.renderer() == 'native' then
-    if enabled then
-      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-    end
-  else
-    require('santa_lsp.ghost').attach(bufnr, client.id)
-  end
+  renderer.attach(bufnr, client)
 end
 
 local function on_exit()
@@ -194,7 +163,7 @@ end
 
 local function client_config()
   return {
-    name = NAME,
+    name = util.NAME,
     cmd = M.server_cmd(),
     filetypes = M.config.filetypes,
     root_markers = M.config.root_markers,
@@ -219,8 +188,8 @@ end
 
 local function start_server(group)
   if vim.lsp.config and vim.lsp.enable then
-    vim.lsp.config[NAME] = client_config() -- assignment replaces any earlier config
-    vim.lsp.enable(NAME)
+    vim.lsp.config[util.NAME] = client_config() -- assignment replaces any earlier config
+    vim.lsp.enable(util.NAME)
     return
   end
   api.nvim_create_autocmd('FileType', {
@@ -236,67 +205,11 @@ local function start_server(group)
   end
 end
 
--- Suggestion actions, for both renderers ------------------------------------------------
-
-local native_ns = api.nvim_create_namespace('nvim.lsp.inline_completion')
+-- Suggestion actions, whichever renderer draws them --------------------------------------
 
 --- Whether a suggestion is shown in `bufnr` (default: current buffer).
 function M.visible(bufnr)
-  bufnr = bufnr or api.nvim_get_current_buf()
-  if M.renderer() == 'fallback' then
-    return require('santa_lsp.ghost').visible(bufnr)
-  end
-  return #api.nvim_buf_get_extmarks(bufnr, native_ns, 0, -1, { limit = 1 }) > 0
-end
-
---- The part of `text` that `kind` ("word" or "line") accepts.
----@param text string suggestion text from the cursor on
----@param kind "word"|"line"
----@return string
-function M.partial(text, kind)
-  if kind == 'line' then
-    local first = text:match('^\n[^\n]*') or text:match('^[^\n]*')
-    return first ~= '' and first or text
-  end
-  return text:match('^%s*[%w_]+') or text:match('^%s*[^%w_%s]+') or text:match('^%s+') or text
-end
-
---- Inserts `text` at the cursor (insert mode) and moves the cursor after it.
-function M.insert_at_cursor(text)
-  local row, col = unpack(api.nvim_win_get_cursor(0))
-  local lines = vim.split(text, '\n', { plain = true })
-  api.nvim_buf_set_text(0, row - 1, col, row - 1, col, lines)
-  local last = #lines == 1 and col + #lines[1] or #lines[#lines]
-  api.nvim_win_set_cursor(0, { row - 1 + #lines, last })
-end
-
--- Text of a native item from the cursor on, or nil when it does not extend what is typed.
-local function native_remainder(item)
-  local text = type(item.insert_text) == 'string' and item.insert_text or item.insert_text.value
-  if not item.range then
-    return text
-  end
-  local row, col = unpack(api.nvim_win_get_cursor(0))
-  local start = item.range.start
-  if start.row > row - 1 or (start.row == row - 1 and start.col > col) then
-    return nil
-  end
-  local typed = table.concat(api.nvim_buf_get_text(0, start.row, start.col, row - 1, col, {}), '\n')
-  return vim.startswith(text, typed) and text:sub(#typed + 1) or nil
-end
-
---- Runs an accepted item's command (the server counts acceptance, locally); `kind` "word" or
---- "line" tells it only part of the item was taken.
-function M.report_accepted(client, command, kind, bufnr)
-  if not client or type(command) ~= 'table' or type(command.command) ~= 'string' then
-    return
-  end
-  local arguments = type(command.arguments) == 'table' and vim.deepcopy(command.arguments) or {}
-  if kind and kind ~= 'all' then
-    table.insert(arguments, kind)
-  end
-  M.client_call(client, 'request', 'workspace/executeCommand', { command = command.command, arguments = arguments },
-    function() end, bufnr)
+  return renderer.visible(bufnr or api.nvim_get_current_buf())
 end
 
 --- Accepts the shown suggestion, all of it or its next word / line.
@@ -304,48 +217,17 @@ end
 ---@param kind? "all"|"word"|"line"
 ---@return boolean accepted false when there was no suggestion
 function M.accept(kind)
-  kind = kind or 'all'
-  if M.renderer() == 'fallback' then
-    return require('santa_lsp.ghost').accept(kind)
-  end
-  if not M.visible() then
-    return false
-  end
-  if kind == 'all' then
-    return vim.lsp.inline_completion.get()
-  end
-  return vim.lsp.inline_completion.get({
-    on_accept = function(item)
-      local rest = native_remainder(item)
-      if rest and rest ~= '' then
-        local text = M.partial(rest, kind)
-        M.insert_at_cursor(text)
-        -- get() runs the item's command only when it inserts the item itself.
-        M.report_accepted(vim.lsp.get_client_by_id(item.client_id), item.command, text == rest and 'all' or kind)
-      end
-    end,
-  })
+  return renderer.accept(kind or 'all')
 end
 
 --- Shows the next (count > 0) or previous suggestion.
 function M.cycle(count)
-  if M.renderer() == 'fallback' then
-    require('santa_lsp.ghost').cycle(count)
-  else
-    vim.lsp.inline_completion.select({ count = count })
-  end
+  renderer.cycle(count)
 end
 
 --- Hides the suggestion; returns false when there was none.
 function M.dismiss()
-  if M.renderer() == 'fallback' then
-    return require('santa_lsp.ghost').dismiss()
-  end
-  if not M.visible() then
-    return false
-  end
-  -- get() with a handler that inserts nothing is the public way to drop the item.
-  return vim.lsp.inline_completion.get({ on_accept = function() end })
+  return renderer.dismiss()
 end
 
 --- Turns suggestions on or off everywhere (nil: toggle).
@@ -354,15 +236,7 @@ function M.enable(on)
     on = not enabled
   end
   enabled = on
-  if M.renderer() == 'native' then
-    for _, client in ipairs(M.clients()) do
-      for bufnr in pairs(client.attached_buffers) do
-        vim.lsp.inline_completion.enable(on, { bufnr = bufnr })
-      end
-    end
-  else
-    require('santa_lsp.ghost').enable(on)
-  end
+  renderer.enable(on)
 end
 
 -- Commands -------------------------------------------------------------------------------
@@ -383,7 +257,7 @@ local function exec(command, on_result)
         on_result(result)
       end
     end
-    M.client_call(client, 'request', 'workspace/executeCommand', params, handler)
+    util.client_call(client, 'request', 'workspace/executeCommand', params, handler)
   end
 end
 
@@ -490,18 +364,23 @@ function M.setup(opts)
   api.nvim_set_hl(0, 'ComplHint', { link = 'Comment', default = true })
   api.nvim_set_hl(0, 'ComplHintMore', { link = 'Comment', default = true })
 
+  local replaced = renderer
+  renderer = render.pick(M.config.renderer)
+  renderer.setup(group, M.config)
   start_server(group)
   create_keymaps()
   create_commands()
-  require('santa_lsp.ghost').setup(group)
 
   -- Re-attach to buffers the server already serves (setup() ran again).
   for _, client in ipairs(M.clients()) do
     if previous and not vim.deep_equal(previous.init_options, M.config.init_options) then
       client.settings = { santa = options_object() } -- what workspace/configuration answers
-      M.client_call(client, 'notify', 'workspace/didChangeConfiguration', { settings = client.settings })
+      util.client_call(client, 'notify', 'workspace/didChangeConfiguration', { settings = client.settings })
     end
     for bufnr in pairs(client.attached_buffers) do
+      if replaced ~= renderer then
+        replaced.detach(bufnr)
+      end
       on_attach(client, bufnr)
     end
   end

@@ -1,5 +1,5 @@
---- Fallback ghost-text renderer, for Neovim without vim.lsp.inline_completion (0.10/0.11),
---- or when `renderer = "fallback"`.
+--- Fallback renderer: our own ghost text, for Neovim without vim.lsp.inline_completion
+--- (0.10/0.11), or when `renderer = "fallback"`.
 ---
 --- After each keystroke in insert mode (debounced) it sends textDocument/inlineCompletion
 --- for the cursor, in the client's position encoding, cancels its own earlier request, drops
@@ -7,7 +7,10 @@
 --- extmark: inline virt_text for the first line, virt_lines for the rest. Typing the
 --- characters a suggestion predicts keeps the rest of it on screen without a new request.
 
-local M = {}
+local util = require('santa_lsp.util')
+
+---@type santa_lsp.Renderer
+local M = { name = 'fallback' }
 
 local api = vim.api
 local uv = vim.uv or vim.loop
@@ -32,15 +35,8 @@ local INVOKED, AUTOMATIC = 1, 2 -- lsp.InlineCompletionTriggerKind
 ---@type table<integer, santa_lsp.GhostState>
 local state = {}
 local group ---@type integer?
+local config ---@type table? setup()'s options: debounce_ms, hl_group
 local enabled = true
-
-local function santa()
-  return require('santa_lsp')
-end
-
-local function options()
-  return santa().config or santa().defaults
-end
 
 -- LSP position -> 0-based (row, byte col) in `bufnr`.
 local function to_byte(bufnr, pos, encoding)
@@ -57,11 +53,6 @@ local function to_byte(bufnr, pos, encoding)
   return pos.line, ok and col or #line
 end
 
-local function cursor()
-  local row, col = unpack(api.nvim_win_get_cursor(0))
-  return row - 1, col
-end
-
 local function hide(bufnr)
   if api.nvim_buf_is_valid(bufnr) then
     api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
@@ -70,7 +61,7 @@ end
 
 local function cancel(s)
   if s.pending then
-    pcall(santa().client_call, s.pending.client, 'cancel_request', s.pending.id)
+    pcall(util.client_call, s.pending.client, 'cancel_request', s.pending.id)
     s.pending = nil
   end
   s.seq = (s.seq or 0) + 1
@@ -97,7 +88,7 @@ local function remainder(bufnr, s)
   if not item then
     return nil
   end
-  local row, col = cursor()
+  local row, col = util.cursor()
   local arow, acol = s.anchor[1], s.anchor[2]
   if row < arow or (row == arow and col < acol) then
     return nil
@@ -119,7 +110,7 @@ end
 
 local function render(bufnr, s, text)
   hide(bufnr)
-  local hl = options().hl_group
+  local hl = config.hl_group
   local lines = {}
   for line in vim.gsplit(text, '\n', { plain = true }) do
     table.insert(lines, { { line, hl } })
@@ -127,7 +118,7 @@ local function render(bufnr, s, text)
   if #s.items > 1 then
     table.insert(lines[#lines], { (' (%d/%d)'):format(s.index, #s.items), 'ComplHintMore' })
   end
-  local row, col = cursor()
+  local row, col = util.cursor()
   api.nvim_buf_set_extmark(bufnr, ns, row, col, {
     virt_text = lines[1],
     virt_text_pos = 'inline',
@@ -174,12 +165,12 @@ local function request(bufnr, key, kind)
   end
   cancel(s)
   local seq = s.seq
-  local row, col = cursor()
+  local row, col = util.cursor()
   local after = (api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''):sub(col + 1)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   params.context = { triggerKind = kind or AUTOMATIC }
   local encoding = client.offset_encoding
-  local ok, id = santa().client_call(client, 'request', 'textDocument/inlineCompletion', params, function(err, result)
+  local ok, id = util.client_call(client, 'request', 'textDocument/inlineCompletion', params, function(err, result)
     if s.seq ~= seq then
       return -- a newer request (or a clear) superseded this one
     end
@@ -206,7 +197,7 @@ local function on_change(bufnr)
   if not s or not enabled or api.nvim_get_current_buf() ~= bufnr then
     return
   end
-  local row, col = cursor()
+  local row, col = util.cursor()
   local key = ('%d:%d:%d'):format(api.nvim_buf_get_changedtick(bufnr), row, col)
   if s.key == key then
     return -- TextChangedI and CursorMovedI for the same keystroke
@@ -224,18 +215,27 @@ local function on_change(bufnr)
   end
   clear(bufnr)
   s.timer = s.timer or uv.new_timer()
-  s.timer:start(options().debounce_ms, 0, vim.schedule_wrap(function()
+  s.timer:start(config.debounce_ms, 0, vim.schedule_wrap(function()
     request(bufnr, key)
   end))
 end
 
---- Starts ghost text in `bufnr` for the client `client_id`. Safe to call again.
-function M.attach(bufnr, client_id)
+function M.available()
+  return true
+end
+
+--- (Re)binds the renderer to the plugin's augroup and options; setup() cleared the old group.
+function M.setup(augroup, opts)
+  group, config = augroup, opts
+end
+
+--- Starts ghost text in `bufnr` for `client`. Safe to call again.
+function M.attach(bufnr, client)
   if not group then
     return
   end
   local s = state[bufnr] or { seq = 0, index = 1 }
-  s.client_id = client_id
+  s.client_id = client.id
   state[bufnr] = s
   api.nvim_clear_autocmds({ group = group, buffer = bufnr })
   api.nvim_create_autocmd({ 'InsertEnter', 'TextChangedI', 'CursorMovedI' }, {
@@ -287,14 +287,9 @@ function M.refresh(bufnr)
   if not s or not enabled then
     return
   end
-  local row, col = cursor()
+  local row, col = util.cursor()
   s.key = ('%d:%d:%d'):format(api.nvim_buf_get_changedtick(bufnr), row, col)
   request(bufnr, s.key)
-end
-
---- (Re)binds the renderer to the plugin's augroup; setup() cleared the old one.
-function M.setup(augroup)
-  group = augroup
 end
 
 function M.enable(on)
@@ -323,7 +318,7 @@ function M.accept(kind)
     return false
   end
   local item = s.items[s.index]
-  local text = kind == 'all' and rest or santa().partial(rest, kind)
+  local text = kind == 'all' and rest or util.partial(rest, kind)
   vim.schedule(function()
     if api.nvim_get_current_buf() ~= bufnr then
       return
@@ -331,11 +326,11 @@ function M.accept(kind)
     if kind == 'all' or text == rest then
       clear(bufnr) -- all taken: the next change asks the server again
     end
-    santa().insert_at_cursor(text)
-    santa().report_accepted(vim.lsp.get_client_by_id(s.client_id), item.command, text == rest and 'all' or kind,
+    util.insert_at_cursor(text)
+    util.report_accepted(vim.lsp.get_client_by_id(s.client_id), item.command, text == rest and 'all' or kind,
       bufnr)
     if text == rest and item.suffix and item.suffix ~= '' then
-      local row, col = cursor()
+      local row, col = util.cursor()
       local after = api.nvim_buf_get_text(bufnr, row, col, row, col + #item.suffix, {})[1]
       if after == item.suffix then
         api.nvim_buf_set_text(bufnr, row, col, row, col + #item.suffix, { '' })
@@ -353,7 +348,7 @@ function M.cycle(count)
   end
   if not s.items then
     -- Nothing shown: ask now, without waiting for the debounce.
-    s.key = ('%d:%d:%d'):format(api.nvim_buf_get_changedtick(bufnr), cursor())
+    s.key = ('%d:%d:%d'):format(api.nvim_buf_get_changedtick(bufnr), util.cursor())
     request(bufnr, s.key, INVOKED)
     return
   end
