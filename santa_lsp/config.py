@@ -156,6 +156,10 @@ class Options:
             setattr(opts, declared.name, declared.coerce(value))
         return opts, errors
 
+    def to_dict(self) -> dict[str, Any]:
+        """The options as the wire has them (camelCase keys): what `from_dict` reads back."""
+        return {declared.key: getattr(self, name) for name, declared in OPTIONS.items()}
+
     def latency_limit_ms(self, local_cpu: bool) -> int:
         """The time limit per request in ms (0: none): `max_latency_ms`, with -1 resolved to
         AUTO_LATENCY_MS for a model running on this machine's CPU and to none otherwise."""
@@ -210,7 +214,7 @@ class Declared:
             lo, hi = self.spec.bounds
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"expected a number, got {value!r}"
-            if self.kind is int and not float(value).is_integer():
+            if self.kind is int and isinstance(value, float) and not value.is_integer():
                 return f"expected an integer, got {value!r}"
             return None if lo <= value <= hi else f"{value!r} is outside [{lo}, {hi}]"
         if self.spec.choices:
@@ -229,10 +233,8 @@ def _declare(f: dataclasses.Field, hint: Any) -> Declared:
     return Declared(f.name, kind, NoneType in args, f.default, f.metadata[_SPEC])
 
 
-OPTIONS: dict[str, Declared] = {
-    f.name: _declare(f, hint) for f, hint in
-    ((f, typing.get_type_hints(Options)[f.name]) for f in dataclasses.fields(Options))
-}
+_HINTS = typing.get_type_hints(Options)
+OPTIONS: dict[str, Declared] = {f.name: _declare(f, _HINTS[f.name]) for f in dataclasses.fields(Options)}
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -56,6 +56,13 @@ def test_bounds_and_choices_are_what_from_dict_enforces():
             assert "expected one of" in Options.from_dict({declared.key: "nope"})[1][0]
 
 
+def test_to_dict_is_the_wire_form_from_dict_reads_back():
+    opts = Options(max_new_tokens=8, revision="main", token_healing=False, top_p=0.5)
+    wire = opts.to_dict()
+    assert wire["maxNewTokens"] == 8 and wire["tokenHealing"] is False and "max_new_tokens" not in wire
+    assert Options.from_dict(wire) == (opts, [])
+
+
 def test_integral_numbers_take_the_fields_type():
     opts, errors = Options.from_dict({"maxNewTokens": 32.0, "topP": 1, "temperature": 0})
     assert errors == []
