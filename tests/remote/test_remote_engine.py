@@ -382,7 +382,7 @@ def test_cli_complete_through_an_endpoint(fake, tiny_model_dir, tmp_path, capsys
 
 
 def test_bench_remote_variants(fake, tiny_model_dir, tmp_path):
-    """`santa-lsp bench --endpoint`: remote SPM and PSM next to in-process (the fake has no
+    """`python -m benchmarks.keystrokes --endpoint`: remote SPM and PSM next to in-process (the fake has no
     /metrics: prefix-cache figures are zero there)."""
     from benchmarks.keystrokes import add_arguments, markdown, run
 

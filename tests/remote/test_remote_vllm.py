@@ -342,7 +342,7 @@ async def test_vllm_killed_mid_request_and_restarted(keyed_vllm):
 
 
 def test_bench_measures_vllm_prefix_caching(vllm):
-    """`santa-lsp bench --endpoint`: SPM prompts only grow while typing, so vLLM's prefix cache
+    """`python -m benchmarks.keystrokes --endpoint`: SPM prompts only grow while typing, so vLLM's prefix cache
     serves most of each prompt; PSM changes the prompt's middle at every keystroke."""
     import argparse
 
