@@ -1,9 +1,8 @@
 """Keystroke storm: drive the real server over stdio the way a fast typist in a busy editor would.
 
 `python -m benchmarks.storm --model DIR --pairs 3000 --rate 150` (from the repository root)
-starts `santa-lsp serve --stdio`,
-opens `--docs` documents and types bursts of characters into them, one document per burst:
-each keystroke is a `didChange` (incremental) followed at once by an `inlineCompletion`
+starts `santa-lsp serve --stdio`, opens `--docs` documents and types bursts of characters into
+them, one document per burst: each keystroke is a `didChange` (incremental) followed at once by an `inlineCompletion`
 request, sent at `--rate` pairs per second. A share of the requests (`--cancel`) is cancelled
 with `$/cancelRequest`. The last request of a burst is never cancelled and must come back
 with a suggestion; its latency is what a user waits for when they stop typing. The next
