@@ -2,13 +2,13 @@
 
 `python -m benchmarks.storm --model DIR --pairs 3000 --rate 150` (from the repository root)
 starts `santa-lsp serve --stdio`, opens `--docs` documents and types bursts of characters into
-them, one document per burst: each keystroke is a `didChange` (incremental) followed at once by an `inlineCompletion`
-request, sent at `--rate` pairs per second. A share of the requests (`--cancel`) is cancelled
-with `$/cancelRequest`. The last request of a burst is never cancelled and must come back
-with a suggestion; its latency is what a user waits for when they stop typing. The next
-burst goes to another document at once (or after `--pause-ms`, a typist who stops), so up
-to one final request per document is in flight while the storm goes on. The reported rate is
-the typing rate: pauses are not counted.
+them, one document per burst: each keystroke is a `didChange` (incremental) followed at once by
+an `inlineCompletion` request, sent at `--rate` pairs per second. A share of the requests
+(`--cancel`) is cancelled with `$/cancelRequest`. The last request of a burst is never
+cancelled and must come back with a suggestion; its latency is what a user waits for when they
+stop typing. The next burst goes to another document at once (or after `--pause-ms`, a typist
+who stops), so up to one final request per document is in flight while the storm goes on. The
+reported rate is the typing rate: pauses are not counted.
 
 Checks (the report's `failures` lists every broken one; the exit status is 1 if any):
 every request answered (a result, or the RequestCancelled error); no other error; the
