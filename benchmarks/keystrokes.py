@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from benchmarks.lsp_client import REPO, RawClient, server_env
-from santa_lsp.config import Options
+from santa_lsp.config import Options, add_option_arguments, options_from_args
 from santa_lsp.engine import Engine, GenerationResult, load_engine, prepare_model
 from santa_lsp.engine.model import GPTBigCode
 from santa_lsp.prompt import PromptBuilder
@@ -415,8 +415,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     keys = replay(paths, args.keystrokes, args.seed, args.typo_rate)
     if not keys:
         raise SystemExit("benchmarks.keystrokes: no keystrokes to replay")
-    opts = Options(model=args.model, device="cpu", dtype=args.dtype, threads=args.threads,
-                   max_new_tokens=args.max_new_tokens, mode=args.mode, context_budget=args.context_budget)
+    opts = options_from_args(args, Options(device="cpu"))
     report: dict[str, Any] = {
         "command": " ".join([PROG, *getattr(args, "argv", [])]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
@@ -570,9 +569,7 @@ def _position(text: str, offset: int) -> dict[str, int]:
 def lsp_probe(args: argparse.Namespace, keys: list[Keystroke]) -> dict[str, Any]:
     """Per-keystroke latency through `santa-lsp serve --stdio` next to the same requests in-process
     (natural stop rules on both sides, typing-ahead cache on)."""
-    init_opts = {"model": args.model, "device": "cpu", "dtype": args.dtype, "threads": args.threads,
-                 "maxNewTokens": args.max_new_tokens, "mode": args.mode, "contextBudget": args.context_budget,
-                 "debounceMs": 0}
+    init_opts = options_from_args(args, Options(device="cpu", debounce_ms=0)).to_dict()
     client = RawClient()
     lat: list[float] = []
     try:
@@ -607,8 +604,7 @@ def lsp_probe(args: argparse.Namespace, keys: list[Keystroke]) -> dict[str, Any]
     finally:
         client.close()
     # The same requests in-process, for the overhead.
-    opts = Options(model=args.model, device="cpu", dtype=args.dtype, threads=args.threads,
-                   max_new_tokens=args.max_new_tokens, mode=args.mode, context_budget=args.context_budget)
+    opts = options_from_args(args, Options(device="cpu"))
     service = CompletionService(load_engine(opts, allow_download=False).engine, opts)
     local = []
     for i, key in enumerate(keys):
@@ -696,13 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="*", help=f"source files to re-type (default: stdlib {', '.join(DEFAULT_MODULES)})")
-    p.add_argument("--model", default="bundled", help="model to measure (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", help="dtype of `ours` (auto, float32, bfloat16, int8)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: santa-lsp's policy)")
+    # --dtype is that of `ours`; every variant generates exactly --max-new-tokens tokens.
+    add_option_arguments(p, ("model", "dtype", "threads", "max_new_tokens", "mode", "context_budget"),
+                         defaults={"model": "bundled", "max_new_tokens": 16, "mode": "single-line"})
     p.add_argument("--keystrokes", type=int, default=300, help="keystrokes in all (default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per model run, exactly")
-    p.add_argument("--mode", default="single-line", choices=("auto", "single-line", "multi-line"))
-    p.add_argument("--context-budget", type=int, default=0, help="prompt tokens (0: the model's context)")
     p.add_argument("--variants", default="ours,natural,reuse-off,psm,fp32,baseline",
                    help="comma-separated, from ours, natural (stop rules on), reuse-off, psm, fp32, baseline "
                         "(default: %(default)s)")

@@ -34,7 +34,6 @@ engine is a `ReplayEngine`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import re
@@ -45,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from santa_lsp.config import Options
+from santa_lsp.config import Options, add_option_arguments, options_from_args
 from santa_lsp.engine.generate import GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR
 from santa_lsp.engine.tokenizer import Tokenizer
@@ -426,15 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-kind", type=int, default=20, help="holes of each cursor kind per file")
     ap.add_argument("--variant", action="append", choices=VARIANTS, help="only these variants")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mode", default="auto", choices=("auto", "single-line", "multi-line"))
-    ap.add_argument("--fim-order", default="spm", choices=("spm", "psm"))
-    ap.add_argument("--max-new-tokens", type=int, default=Options.max_new_tokens)
+    add_option_arguments(ap, ("mode", "fim_order", "max_new_tokens"))
     ap.add_argument("--failures", type=int, default=0, metavar="N", help="print N cases that were not exact")
     ap.add_argument("--markdown", action="store_true", help="print language x kind rows, exact share per variant")
     ap.add_argument("--json", type=Path, help="write every case's outcome here")
     args = ap.parse_args(argv)
     files = args.files or default_files()
-    opts = dataclasses.replace(Options(), mode=args.mode, fim_order=args.fim_order, max_new_tokens=args.max_new_tokens)
+    opts = options_from_args(args)
     t0 = time.perf_counter()
     results = run(files, args.per_kind, args.variant or VARIANTS, args.seed, opts)
     print(f"files={len(files)} cases={len(results)} seconds={time.perf_counter() - t0:.1f}")
