@@ -39,6 +39,7 @@ from pathlib import Path
 from santa_lsp.config import Options
 from santa_lsp.errors import SantaError
 from santa_lsp.service import CompletionService
+from santa_lsp.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Report:
         rs = self.results
         single = [r for r in rs if r.exact is not None]
         executed = [r for r in rs if r.passed is not None]
-        latencies = sorted(r.latency_ms for r in rs)
+        latencies = [r.latency_ms for r in rs]
         prompt_tokens = sum(r.prompt_tokens for r in rs)
         return {
             **self.settings,
@@ -101,7 +102,7 @@ class Report:
             "pass_at_1": _ratio(sum(r.passed for r in executed), len(executed)) if executed else None,
             "empty": _ratio(sum(not r.completion.strip() for r in rs), len(rs)),
             "mean_latency_ms": round(statistics.fmean(latencies), 1) if rs else None,
-            "p90_latency_ms": round(latencies[int(0.9 * (len(latencies) - 1))], 1) if rs else None,
+            "p90_latency_ms": round(percentile(latencies, 90), 1) if rs else None,
             "prompt_tokens": prompt_tokens,
             "reused_tokens": sum(r.reused_tokens for r in rs),
             "reused_share": _ratio(sum(r.reused_tokens for r in rs), prompt_tokens),
