@@ -116,7 +116,7 @@ class CompletionService:
         cache, so that accepting is answered at once. Runs the model like `complete` (the server
         makes it a background job of its inference worker, which any request cancels); does
         nothing unless the `prefetch` option is on and `shown` is a model's non-empty answer.
-        True when a suggestion was stored."""
+        True when the model ran to the end (an empty answer is not kept)."""
         opts = options or self.options
         if not (opts.prefetch and opts.enable and shown.text and shown.source == "model"):
             return False
