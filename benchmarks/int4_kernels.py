@@ -3,12 +3,13 @@ projected ms per decode token (24 layers x 4 matmuls + the lm_head), kernels int
 round so that all see the same machine load.
 
     python benchmarks/int4_kernels.py [--threads 2] [--rounds 15] [--kernels int8-fbgemm,int4-torch,...]
+    python benchmarks/int4_kernels.py --agreement [--model bundled]   # top-1 agreement with fp32
 
 Kernels: int8-fbgemm (dynamic quantization, the `int8` dtype), int8-wo (torch's bf16 x int8
 weight-only `_weight_int8pack_mm`), int4-torch (`_weight_int4pack_mm_for_cpu`, bf16 activations,
 group 64: the `int4` dtype before this issue; int4-torch-g32 / -g128 other group sizes), int4-native
 (santa_lsp.engine.kernels: int8 activations x 4-bit weights, VNNI). Also prints the bandwidth floor
-(weight bytes / a measured GEMV bandwidth).
+(weight bytes / the bandwidth of an fp32 GEMV).
 """
 
 from __future__ import annotations
@@ -68,15 +69,51 @@ MAKERS = {"int8-fbgemm": make_int8_fbgemm, "int8-wo": make_int8_wo, "int4-torch"
 
 
 def bandwidth_gbs(threads: int) -> float:
-    """Effective read bandwidth of a bf16 GEMV over 256 MiB (the floor's denominator)."""
-    w = torch.randn(8192 * 4, 4096, dtype=torch.bfloat16)
-    x = torch.randn(4096, dtype=torch.bfloat16)
+    """Effective read bandwidth of an fp32 GEMV over 512 MiB (MKL streams it at the memory's
+    speed): the floor's denominator."""
+    w = torch.randn(32768, 4096)
+    x = torch.randn(4096)
     best = float("inf")
     for _ in range(5):
         t = time.perf_counter()
         torch.mv(w, x)
         best = min(best, time.perf_counter() - t)
-    return w.numel() * 2 / best / 1e9
+    return w.numel() * 4 / best / 1e9
+
+
+def agreement(model_name: str, max_tokens: int = 1024) -> None:
+    """Teacher-forced top-1 agreement with fp32 of the CPU dtypes, over the held-out files and a
+    few standard-library modules (as benchmarks/NOTES.md measured it before)."""
+    import copy
+    from pathlib import Path
+
+    from santa_lsp.engine.load import _load
+    from santa_lsp.engine.quantize import prepare_for_cpu
+
+    ref, tok = _load(model_name, None, False, None)
+    ref.eval()
+    root = Path(__file__).resolve().parent.parent
+    stdlib = Path(os.__file__).parent
+    paths = sorted(p for p in (root / "tests" / "data" / "heldout").iterdir() if p.suffix in (".py", ".java", ".js"))
+    paths += [stdlib / name for name in ("textwrap.py", "shlex.py", "bisect.py", "fnmatch.py")]
+    texts = [p.read_text(encoding="utf-8") for p in paths]
+    n_ctx = min(max_tokens, ref.config.n_positions)
+    variants = {}
+    for name, kind, native in (("int8", "int8", "1"), ("int4-torch", "int4", "0"), ("int4-native", "int4", "1")):
+        os.environ["SANTA_LSP_NATIVE_KERNELS"] = native
+        variants[name] = prepare_for_cpu(copy.deepcopy(ref), kind)
+    os.environ.pop("SANTA_LSP_NATIVE_KERNELS", None)
+    hits = {name: 0 for name in variants}
+    total = 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor(tok.encode(text)[:n_ctx])
+            want = ref(ids, 0, ref.new_cache()).argmax(-1)
+            total += len(ids)
+            for name, model in variants.items():
+                hits[name] += int((model(ids, 0, model.new_cache()).argmax(-1) == want).sum())
+    print(f"top-1 agreement with fp32, {model_name}, {total} tokens ({len(texts)} files): "
+          + ", ".join(f"{name} {100 * h / total:.1f}%" for name, h in hits.items()))
 
 
 def main() -> None:
@@ -84,15 +121,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--kernels", default=",".join(MAKERS))
+    ap.add_argument("--agreement", action="store_true", help="top-1 agreement with fp32 instead of timings")
+    ap.add_argument("--model", default="bundled", help="for --agreement: a model name or checkpoint directory")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.agreement:
+        agreement(a.model)
+        return
     names = [k for k in a.kernels.split(",") if k]
     if "int4-native" in names and kernels.native_lib() is None:
         print("int4-native: no native kernel on this machine (skipped)")
         names.remove("int4-native")
     torch.manual_seed(0)
     gbs = bandwidth_gbs(a.threads)
-    print(f"threads={a.threads} load_average={os.getloadavg()[0]:.2f} bf16 GEMV bandwidth {gbs:.1f} GB/s")
+    print(f"threads={a.threads} load_average={os.getloadavg()[0]:.2f} fp32 GEMV bandwidth {gbs:.1f} GB/s")
     per_token = {k: 0.0 for k in names}
     bytes_token = {k: 0 for k in names}
     header = f"{'shape':<12} {'N x K':>12} " + " ".join(f"{k:>15}" for k in names)

@@ -7,6 +7,8 @@ CACHE="${SANTA_LLAMA_CACHE:-$HOME/.cache/santa-llama-cpp}"
 JOBS="${JOBS:-2}"
 mkdir -p "$CACHE"
 cd "$CACHE"
+exec 9>.lock
+flock 9  # a second caller waits for the first build instead of racing it
 if [ -x build/bin/llama-server ] && [ -x build/bin/llama-bench ] && [ -x build/bin/llama-quantize ]; then
     echo "llama.cpp already built in $CACHE/build/bin"; exit 0
 fi

@@ -63,34 +63,43 @@ static void quantize_row(const float *x, int64_t K, int8_t *xq, float *xs, float
     }
 }
 
-/* Integer dot of one 64-byte packed block (two groups: low nibbles = group 2p, high = 2p+1)
-   with the int8 activations of those two groups, scaled by rs[0], rs[1]. */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 typedef __m512 acc_t;
+typedef struct { __m512i lo, hi; } blk_t;
 static inline acc_t acc_zero(void) { return _mm512_setzero_ps(); }
-static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+static inline blk_t unpack(const uint8_t *w) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i v = _mm512_loadu_si512((const void *)w);
-    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)a));
-    __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512((const void *)(a + G)));
+    blk_t b = {_mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
+    return b;
+}
+static inline acc_t dot(acc_t acc, blk_t b, const int8_t *a, const float *rs) {
+    __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b.lo, _mm512_loadu_si512((const void *)a));
+    __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b.hi, _mm512_loadu_si512((const void *)(a + G)));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(rs[0]), acc);
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_set1_ps(rs[1]), acc);
 }
 static inline float acc_sum(acc_t a) { return _mm512_reduce_add_ps(a); }
 #elif defined(__AVX2__) && defined(__FMA__)
 typedef __m256 acc_t;
+typedef struct { __m256i lo[2], hi[2]; } blk_t;
 static inline acc_t acc_zero(void) { return _mm256_setzero_ps(); }
+static inline blk_t unpack(const uint8_t *w) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    blk_t b;
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w + 32 * h));
+        b.lo[h] = _mm256_and_si256(v, m4); b.hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    return b;
+}
 static inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));  /* no saturation: 2*15*127 */
 }
-static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+static inline acc_t dot(acc_t acc, blk_t b, const int8_t *a, const float *rs) {
     for (int h = 0; h < 2; h++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(w + 32 * h));
-        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        __m256i i0 = dot_u8s8(lo, _mm256_loadu_si256((const __m256i *)(a + 32 * h)));
-        __m256i i1 = dot_u8s8(hi, _mm256_loadu_si256((const __m256i *)(a + G + 32 * h)));
+        __m256i i0 = dot_u8s8(b.lo[h], _mm256_loadu_si256((const __m256i *)(a + 32 * h)));
+        __m256i i1 = dot_u8s8(b.hi[h], _mm256_loadu_si256((const __m256i *)(a + G + 32 * h)));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(rs[0]), acc);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(rs[1]), acc);
     }
@@ -102,14 +111,21 @@ static inline float acc_sum(acc_t a) {
 }
 #else
 typedef float acc_t;
+typedef struct { const uint8_t *w; } blk_t;
 static inline acc_t acc_zero(void) { return 0.f; }
-static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+static inline blk_t unpack(const uint8_t *w) { blk_t b = {w}; return b; }
+static inline acc_t dot(acc_t acc, blk_t b, const int8_t *a, const float *rs) {
     int32_t i0 = 0, i1 = 0;
-    for (int j = 0; j < G; j++) { i0 += (w[j] & 15) * a[j]; i1 += (w[j] >> 4) * a[G + j]; }
+    for (int j = 0; j < G; j++) { i0 += (b.w[j] & 15) * a[j]; i1 += (b.w[j] >> 4) * a[G + j]; }
     return acc + i0 * rs[0] + i1 * rs[1];
 }
 static inline float acc_sum(acc_t a) { return a; }
 #endif
+/* Integer dot of one 64-byte packed block (two groups: low nibbles = group 2p, high = 2p+1)
+   with the int8 activations of those two groups, scaled by rs[0], rs[1]. */
+static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
+    return dot(acc, unpack(w), a, rs);
+}
 
 /* rs[g] = scale[g] * xs[g] for one weight row; returns sum_g min[g] * xsum[g] (the min term). */
 static inline float row_scales(const uint16_t *s, const uint16_t *m, const float *xs, const float *xsum,
@@ -138,55 +154,88 @@ static inline float row_scales(const uint16_t *s, const uint16_t *m, const float
     return t;
 }
 
-/* Rows [n0, n1) of y[m, :] for one quantized activation row. Four rows at a time: their
-   accumulator chains are independent and the activation block is loaded once. */
+/* Rows [n0, n1) of y[m, :] for one quantized activation row, four rows at a time: their
+   accumulator chains are independent, the activation block is loaded once, and the packing
+   interleaves the four rows' blocks so the weights are read strictly in order. */
 static void rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K,
                  const int8_t *xq, const float *xs, const float *xsum, const float *bias,
                  float *y, int64_t n0, int64_t n1) {
     const int64_t ng = K / G;
     float rs[4][ng];
-    int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) {
+    for (int64_t n = n0; n < n1; n += 4) {
         float mterm[4];
         acc_t acc[4];
         for (int r = 0; r < 4; r++) {
             mterm[r] = row_scales(sc + (n + r) * ng, mn + (n + r) * ng, xs, xsum, ng, rs[r]);
             acc[r] = acc_zero();
         }
-        for (int64_t p = 0; p < ng / 2; p++) {
+        const uint8_t *w = qw + n * (K / 2);
+        for (int64_t p = 0; p < ng / 2; p++, w += 4 * G) {
             const int8_t *a = xq + p * 2 * G;
-            for (int r = 0; r < 4; r++)
-                acc[r] = block(acc[r], qw + (n + r) * (K / 2) + p * G, a, &rs[r][2 * p]);
+#if defined(__AVX2__)
+            _mm_prefetch((const char *)(w + 16 * G), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 17 * G), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 18 * G), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 19 * G), _MM_HINT_T0);
+#endif
+            for (int r = 0; r < 4; r++) acc[r] = block(acc[r], w + r * G, a, &rs[r][2 * p]);
         }
         for (int r = 0; r < 4; r++) y[n + r] = acc_sum(acc[r]) + mterm[r] + (bias ? bias[n + r] : 0.f);
     }
-    for (; n < n1; n++) {
-        float t = row_scales(sc + n * ng, mn + n * ng, xs, xsum, ng, rs[0]);
-        acc_t acc = acc_zero();
-        for (int64_t p = 0; p < ng / 2; p++) acc = block(acc, qw + n * (K / 2) + p * G, xq + p * 2 * G, &rs[0][2 * p]);
-        y[n] = acc_sum(acc) + t + (bias ? bias[n] : 0.f);
+}
+
+/* Rows [n0, n1) for a tile of MT <= 8 activation rows: each weight block is unpacked once and
+   multiplied against every row of the tile (speculative verification, prefill). */
+#define MT 8
+static void rows_tile(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K, int64_t N,
+                      const int8_t *xq, const float *xs, const float *xsum, const float *bias,
+                      float *y, int64_t n0, int64_t n1, int64_t mt) {
+    const int64_t ng = K / G;
+    float rs[MT][ng];
+    for (int64_t n = n0; n < n1; n += 4) {
+        for (int r = 0; r < 4; r++) {
+            float mterm[MT];
+            acc_t acc[MT];
+            for (int64_t m = 0; m < mt; m++) {
+                mterm[m] = row_scales(sc + (n + r) * ng, mn + (n + r) * ng, xs + m * ng, xsum + m * ng, ng, rs[m]);
+                acc[m] = acc_zero();
+            }
+            const uint8_t *w = qw + n * (K / 2) + r * G;
+            for (int64_t p = 0; p < ng / 2; p++, w += 4 * G) {
+                blk_t b = unpack(w);
+                for (int64_t m = 0; m < mt; m++) acc[m] = dot(acc[m], b, xq + m * K + p * 2 * G, &rs[m][2 * p]);
+            }
+            for (int64_t m = 0; m < mt; m++)
+                y[m * N + n + r] = acc_sum(acc[m]) + mterm[m] + (bias ? bias[n + r] : 0.f);
+        }
     }
 }
 
 /* y[M, N] = x[M, K] @ W[N, K]^T (+ bias). Work is split by rows of W (in blocks of 64) across
-   `threads`; tokens are taken in tiles of 16 so that a tile's quantized activations stay in cache
-   while the weights stream once per tile. */
+   `threads`; more than one activation row goes in tiles of MT, so the weights stream once per tile. */
 int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const uint16_t *sc,
                   const uint16_t *mn, int64_t N, const float *bias, float *y, int threads) {
-    if (K % (2 * G)) return -1;
+    if (K % (2 * G) || N % 4) return -1;
     const int64_t ng = K / G;
     int8_t *xq = (int8_t *)malloc((size_t)(M * K));
     float *xs = (float *)malloc(sizeof(float) * (size_t)(M * ng)), *xsum = (float *)malloc(sizeof(float) * (size_t)(M * ng));
     if (!xq || !xs || !xsum) { free(xq); free(xs); free(xsum); return -2; }
     for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, xq + m * K, xs + m * ng, xsum + m * ng);
-    const int64_t RB = 64, TT = 16, nrb = (N + RB - 1) / RB;
-    for (int64_t t0 = 0; t0 < M; t0 += TT) {
-        int64_t t1 = t0 + TT < M ? t0 + TT : M;
+    const int64_t RB = 64, nrb = (N + RB - 1) / RB;
+    if (M == 1) {
         #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t b = 0; b < nrb; b++) {
             int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-            for (int64_t m = t0; m < t1; m++)
-                rows(qw, sc, mn, K, xq + m * K, xs + m * ng, xsum + m * ng, bias, y + m * N, n0, n1);
+            rows(qw, sc, mn, K, xq, xs, xsum, bias, y, n0, n1);
+        }
+    } else {
+        for (int64_t t0 = 0; t0 < M; t0 += MT) {
+            int64_t mt = M - t0 < MT ? M - t0 : MT;
+            #pragma omp parallel for num_threads(threads) schedule(static)
+            for (int64_t b = 0; b < nrb; b++) {
+                int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
+                rows_tile(qw, sc, mn, K, N, xq + t0 * K, xs + t0 * ng, xsum + t0 * ng, bias, y + t0 * N, n0, n1, mt);
+            }
         }
     }
     free(xq); free(xs); free(xsum);
@@ -271,6 +320,11 @@ def native_lib() -> ctypes.CDLL | None:
         return _lib
 
 
+def native_fits(out_features: int, in_features: int) -> bool:
+    """The shapes the native kernel takes: whole pairs of groups per row, rows in fours."""
+    return in_features % (2 * GROUP) == 0 and out_features % 4 == 0
+
+
 def native_enabled() -> bool:
     """Whether new int4 layers use the native kernel: it built here, and the environment does not
     turn it off (SANTA_LSP_NATIVE_KERNELS=0, for comparisons and as an escape hatch)."""
@@ -292,10 +346,13 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def pack_native(q: torch.Tensor) -> torch.Tensor:
-    """q int [N, K] -> uint8 [N, K/2]: per pair of groups, byte j = q[2p*64 + j] | q[(2p+1)*64 + j] << 4."""
+    """q int [N, K] (N a multiple of 4) -> uint8 [N, K/2] in the kernel's order: for each 4 rows,
+    for each pair of groups p, the 4 rows' 64-byte blocks, where byte j of a row's block is
+    q[2p*64 + j] | q[(2p+1)*64 + j] << 4."""
     n, k = q.shape
     pairs = q.to(torch.uint8).reshape(n, k // (2 * GROUP), 2, GROUP)
-    return (pairs[:, :, 0] | (pairs[:, :, 1] << 4)).reshape(n, k // 2).contiguous()
+    blocks = pairs[:, :, 0] | (pairs[:, :, 1] << 4)  # [N, K/128, 64]
+    return blocks.reshape(n // 4, 4, k // (2 * GROUP), GROUP).transpose(1, 2).contiguous().reshape(n, k // 2)
 
 
 def native_mm(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, mins: torch.Tensor,

@@ -4,6 +4,7 @@ weights, against torch's int4 kernel (the fallback), and the fallback when it ca
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import replace
 
 import pytest
@@ -39,8 +40,8 @@ def test_quantize_int4_roundtrip_is_within_half_a_step():
 @pytest.mark.parametrize("rows", [1, 5, 37])  # decode, a speculative verify, a prefill chunk (token tiles of 16)
 def test_native_matches_dequantized_product(rows):
     gen = torch.Generator().manual_seed(rows)
-    w = torch.randn(70, 384, generator=gen) * 0.02  # 70: a remainder after the 4-row and 64-row blocks
-    bias = torch.randn(70, generator=gen)
+    w = torch.randn(132, 384, generator=gen) * 0.02  # 132: a remainder after the 64-row blocks
+    bias = torch.randn(132, generator=gen)
     x = torch.randn(rows, 384, generator=gen)
     q, scale, mins = kernels.quantize_int4(w)
     y = kernels.native_mm(x, kernels.pack_native(q), scale, mins, bias)
@@ -95,3 +96,32 @@ def test_int4_model_follows_fp32():
         b = quant(ids, 0, quant.new_cache())
     assert torch.isfinite(b).all()
     assert rel_err(b, a) < 0.2
+
+
+@needs_native
+def test_quantized_cache_roundtrip(tmp_path, monkeypatch):
+    """The second int4 load comes from the cache (no checkpoint read) and computes the same."""
+    from santa_lsp.engine import qcache
+    from santa_lsp.engine.weights import save_gpt_bigcode
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ckpt"
+    save_gpt_bigcode(init_random(GPTBigCode(replace(PRESETS["tiny"], n_embd=128, n_inner=512))), ckpt)
+    first = qcache.load_quantized(ckpt, "tiny", "int4")
+    path = qcache.cache_path(ckpt, "int4")
+    assert path is not None and path.is_file()
+    again = qcache.load(path, ckpt, "tiny")  # reads config.json only
+    ids = torch.randint(0, 300, (20,), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(first(ids, 0, first.new_cache()), again(ids, 0, again.new_cache()))
+    # A bad cache file is quantized again, not an error. (Replaced, not truncated in place: the
+    # loaded tensors map the old file, as a running server's would.)
+    (tmp_path / "damaged").write_bytes(b"damaged")
+    os.replace(tmp_path / "damaged", path)
+    third = qcache.load_quantized(ckpt, "tiny", "int4")
+    with torch.no_grad():
+        assert torch.equal(third(ids, 0, third.new_cache()), again(ids, 0, again.new_cache()))
+    # The checkpoint changed: another cache file.
+    os.utime(ckpt / "model.safetensors", ns=(1, 1))
+    assert qcache.cache_path(ckpt, "int4") != path
