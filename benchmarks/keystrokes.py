@@ -53,6 +53,7 @@ from santa_lsp.engine import Engine, GenerationResult, load_engine, prepare_mode
 from santa_lsp.engine.model import GPTBigCode
 from santa_lsp.prompt import PromptBuilder
 from santa_lsp.service import CompletionService
+from santa_lsp.stats import percentile
 
 PROG = "python -m benchmarks.keystrokes"
 DEFAULT_MODULES = ("textwrap", "shlex", "json.decoder")
@@ -280,12 +281,9 @@ def shared_copy(model: GPTBigCode) -> GPTBigCode:
 
 # -- measurements ----------------------------------------------------------------------------
 def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    k = (len(v) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+    """The q-quantile (0..1) by the package's one percentile rule; NaN without values (tables)."""
+    value = percentile(values, q * 100)
+    return float("nan") if value is None else value
 
 
 def bandwidth_gbs(mib: int = 1024, repeat: int = 5) -> float:

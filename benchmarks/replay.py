@@ -48,6 +48,7 @@ from santa_lsp.config import Options, add_option_arguments, options_from_args
 from santa_lsp.engine.generate import GenerationParams, GenerationResult
 from santa_lsp.engine.hub import BUNDLED_DIR
 from santa_lsp.engine.tokenizer import Tokenizer
+from santa_lsp.errors import InvalidPrompt
 
 KINDS = ("end-of-line", "block-body", "in-brackets", "before-punctuation", "identifier-rest", "inside-word")
 VARIANTS = ("eot", "run-on", "retype", "extra-lines")
@@ -92,7 +93,7 @@ class ReplayEngine:
         self.calls += 1
         room = self.n_positions - len(prompt)
         if room <= 0:
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the context of {self.n_positions}")
+            raise InvalidPrompt(f"prompt of {len(prompt)} tokens does not fit the context of {self.n_positions}")
         tokens = self.tokenizer.encode(params.forced_text + self.continuation)
         forced = params.forced_text.encode("utf-8")
         max_new = min(params.max_new_tokens, room)

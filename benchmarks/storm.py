@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.lsp_client import REQUEST_CANCELLED, RawClient
+from santa_lsp.stats import percentile
 
 
 def rss_mb(pid: int) -> float | None:
@@ -261,7 +262,7 @@ def _summary(values: list[float]) -> dict[str, float | None]:
         return {"n": 0, "p50": None, "p95": None, "max": None}
 
     def pct(p: float) -> float:
-        return round(values[min(len(values) - 1, max(0, int(round(p / 100 * len(values))) - 1))], 1)
+        return round(percentile(values, p), 1)
 
     return {"n": len(values), "p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(values[-1], 1)}
 

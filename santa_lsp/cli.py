@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     from santa_lsp.lsp.server import run
 
     return run(tcp=args.tcp, host=args.host or "127.0.0.1", port=2087 if args.port is None else args.port,
-               model=args.model)
+               options=options_from_args(args))
 
 
 def read_source(path: Path) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from santa_lsp.engine.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, Tokenizer
+from santa_lsp.errors import InvalidOption
 
 # Characters looked at per budget token before tokenizing (code averages 3-4 chars/token).
 CHARS_PER_TOKEN_BOUND = 12
@@ -69,7 +70,7 @@ class PromptBuilder:
         elif order == "spm":
             full = [ids[FIM_PREFIX], ids[FIM_SUFFIX], *suffix_ids, ids[FIM_MIDDLE], *prefix_ids]
         else:
-            raise ValueError(f"unknown FIM order {order!r}")
+            raise InvalidOption(f"unknown FIM order {order!r}")
         return Prompt(full, prefix_start, suffix_end, len(prefix_ids), len(suffix_ids), healed)
 
     def _suffix(self, text: str, cursor: int, budget: int) -> tuple[list[int], int]:

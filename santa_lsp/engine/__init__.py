@@ -13,8 +13,8 @@
 The rest of the package imports the names below from here.
 """
 
-from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult
+from santa_lsp.engine.generate import Engine, GenerationParams, GenerationResult, StopReason
 from santa_lsp.engine.load import LoadedModel, load_engine, pick_device_dtype, prepare_model
 
 __all__ = ["Engine", "GenerationParams", "GenerationResult", "LoadedModel", "load_engine", "pick_device_dtype",
-           "prepare_model"]
+           "prepare_model", "StopReason"]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from santa_lsp.errors import InvalidPrompt
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -176,7 +178,7 @@ class GPTBigCode(nn.Module):
         """
         T = ids.shape[0]
         if pos + T > min(cache.max_len, self.config.n_positions):
-            raise ValueError(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
+            raise InvalidPrompt(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
         positions = torch.arange(pos, pos + T, device=ids.device)
         # One token sees every live row; a prefill chunk or a draft to verify sees causally.
         mask = causal_mask(positions, pos + T) if T > 1 else None

@@ -7,7 +7,7 @@ positions.py  LSP positions <-> character offsets in UTF-8 / UTF-16 / UTF-32
 scheduler.py  the single inference worker; newest request per document wins
 settings.py   initializationOptions / didChangeConfiguration -> `config.Options`
 loading.py    background model load with download progress
-status.py     state, statistics, latency percentiles (santa.status, santa/status)
+status.py     state, the stats report, acceptance, memory (santa.status, santa/status)
 process.py    stdout kept for the protocol; exit with the client
 client_log.py log records -> window/logMessage
 """

@@ -58,11 +58,11 @@ def doc_key(uri: str) -> str:
 
 
 class SantaLanguageServer(LanguageServer):
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, options: Options | None = None) -> None:
         super().__init__("santa-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=SantaProtocol)
         # Layers: defaults (and `serve --model`) < initializationOptions < workspace settings.
-        self.init_options = Options(model=model) if model else Options()
+        self.init_options = options or Options()
         self.options = self.init_options
         self.initialization_options: Any = None
         self.status = ModelStatus(requested_model=self.options.model)
@@ -483,8 +483,8 @@ def cmd_reload(ls: SantaLanguageServer, *args: Any) -> dict[str, Any]:
     return ls.report()
 
 
-def create_server(model: str | None = None) -> SantaLanguageServer:
-    ls = SantaLanguageServer(model)
+def create_server(options: Options | None = None) -> SantaLanguageServer:
+    ls = SantaLanguageServer(options)
     ls.feature(types.INITIALIZE)(on_initialize)
     ls.feature(types.INITIALIZED)(on_initialized)
     ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(on_inline_completion)
@@ -499,12 +499,12 @@ def create_server(model: str | None = None) -> SantaLanguageServer:
     return ls
 
 
-def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, model: str | None = None) -> int:
+def run(tcp: bool = False, host: str = "127.0.0.1", port: int = 2087, options: Options | None = None) -> int:
     """Serve until the client exits, stdin closes or the client process dies, then exit the process
     (0 after a shutdown request, 1 otherwise)."""
     if not log.isEnabledFor(logging.DEBUG):  # before create_server: it logs every registration
         logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
-    ls = create_server(model)
+    ls = create_server(options)
     forward = ClientLogHandler(lambda kind, text: ls.on_loop(
         ls.window_log_message, types.LogMessageParams(type=kind, message=text)))
     logging.getLogger("santa_lsp").addHandler(forward)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
 
+from benchmarks.lsp_client import server_env
 from santa_lsp.engine.model import GPTBigCode, ModelConfig, init_random
 from santa_lsp.engine.weights import save_gpt_bigcode
 
@@ -36,13 +36,6 @@ def capabilities(inline: bool = True, encodings: list[str] | None = None, progre
         window=types.WindowClientCapabilities(work_done_progress=progress),
         workspace=types.WorkspaceClientCapabilities(configuration=pull_configuration),
     )
-
-
-def server_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
-    return env
 
 
 async def open_session(init_options: dict[str, Any] | None = None, caps: types.ClientCapabilities | None = None,
