@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--kernels", default=",".join(MAKERS))
     ap.add_argument("--agreement", action="store_true", help="top-1 agreement with fp32 instead of timings")
     ap.add_argument("--model", default="bundled", help="for --agreement: a model name or checkpoint directory")
+    ap.add_argument("--pause-pid-file", default=None, help="SIGSTOP that process while timing (always resumed)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.agreement:
@@ -133,6 +134,20 @@ def main() -> None:
         print("int4-native: no native kernel on this machine (skipped)")
         names.remove("int4-native")
     torch.manual_seed(0)
+    try:
+        from benchmarks.llama_cpp import pause
+    except ImportError:  # run as a script: benchmarks/ is on sys.path
+        from llama_cpp import pause
+    from pathlib import Path
+
+    resume = pause(Path(a.pause_pid_file) if a.pause_pid_file else None)
+    try:
+        timings(names, a)
+    finally:
+        resume()
+
+
+def timings(names: list[str], a: argparse.Namespace) -> None:
     gbs = bandwidth_gbs(a.threads)
     print(f"threads={a.threads} load_average={os.getloadavg()[0]:.2f} fp32 GEMV bandwidth {gbs:.1f} GB/s")
     per_token = {k: 0.0 for k in names}
