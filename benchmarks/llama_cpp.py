@@ -12,7 +12,7 @@
    llama-server `/infill` as llama.vim sends it (PSM, `cache_prompt`, the current line as `prompt`)
    and with `--spm-infill`, Q8_0 and Q4_0, `-t 2`; santa-lsp's Engine in-process (SPM prompt from
    the product's PromptBuilder, KV reuse, speculative drafting as shipped) in int8, int4 with
-   torch's kernel and int4 with the native kernel, 2 torch threads. A last setup,
+   torch's kernel and int4 with the native kernel (also with drafting off), 2 torch threads. A last setup,
    `int4-native perfect`, is the perfect-model replay: the true rest of the line decides the
    tokens (`GenerationParams.teacher`), so drafts and the end-of-line stop are realistic, and a
    keystroke that types the next character of the previous suggestion is answered from it (the
@@ -215,7 +215,7 @@ class LlamaServer:
             self.proc.kill()
 
 
-def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False) -> Setup:
+def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False, draft_tokens: int | None = None) -> Setup:
     from santa_lsp.engine import GenerationParams
 
     state = {"suggestion": ""}
@@ -234,6 +234,8 @@ def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False) -> 
                                       stop=lambda ids: "\n" in engine.tokenizer.decode(ids))
         else:
             params = GenerationParams(max_new_tokens=NEW_TOKENS, exact_length=True)
+        if draft_tokens is not None:
+            params.draft_tokens = draft_tokens
         r = engine.generate(prompt, params, key=name)  # its own KV slot: setups sharing an engine do not help each other
         ms = (time.perf_counter() - t) * 1e3
         if perfect and not hit:
@@ -374,6 +376,8 @@ def main() -> int:
             name = f"llama-server {'--spm-infill' if order == 'spm' else 'PSM (llama.vim)'} {quant}"
             setups.append(Setup(name, server.infill, a.psm_every if order == "psm" else 1))
         setups += [santa_setup(f"santa {k}", engines[k], builder) for k in kinds]
+        if "int4-native" in engines:  # what speculative drafting costs where random weights reject the drafts
+            setups.append(santa_setup("santa int4-native, no drafting", engines["int4-native"], builder, draft_tokens=0))
         if not a.no_perfect and "int4-native" in engines:
             setups.append(santa_setup("santa int4-native perfect", engines["int4-native"], builder, perfect=True))
         # Warm-up on another file region is not wanted: the first keystroke is each setup's cold

@@ -184,10 +184,11 @@ static void rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int6
     }
 }
 
-/* Rows [n0, n1) for a tile of MT <= 8 activation rows: each weight block is unpacked once and
-   multiplied against every row of the tile (speculative verification, prefill). */
-#define MT 8
-static void rows_tile(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K, int64_t N,
+/* Rows [n0, n1) for a tile of mt <= MT activation rows: each weight block is unpacked once and
+   multiplied against every row of the tile (speculative verification, prefill). Always inlined
+   with a constant mt, so that the accumulators stay in registers. */
+#define MT 4
+static inline __attribute__((always_inline)) void rows_tile(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K, int64_t N,
                       const int8_t *xq, const float *xs, const float *xsum, const float *bias,
                       float *y, int64_t n0, int64_t n1, int64_t mt) {
     const int64_t ng = K / G;
@@ -234,7 +235,15 @@ int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const
             #pragma omp parallel for num_threads(threads) schedule(static)
             for (int64_t b = 0; b < nrb; b++) {
                 int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-                rows_tile(qw, sc, mn, K, N, xq + t0 * K, xs + t0 * ng, xsum + t0 * ng, bias, y + t0 * N, n0, n1, mt);
+                const int8_t *txq = xq + t0 * K;
+                const float *txs = xs + t0 * ng, *tsum = xsum + t0 * ng;
+                float *ty = y + t0 * N;
+                switch (mt) {
+                case 1: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 1); break;
+                case 2: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 2); break;
+                case 3: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 3); break;
+                default: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 4); break;
+                }
             }
         }
     }
