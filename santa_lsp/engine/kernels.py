@@ -212,6 +212,160 @@ static inline __attribute__((always_inline)) void rows_tile(const uint8_t *qw, c
     }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/* The "lanes" layout (AVX512-VNNI, K a multiple of 1024): a chunk of 16 groups lies across the 16
+   32-bit lanes of a vector, 4 inputs per lane per step, so the int32 dot products of all 64
+   inputs of a group add up in their lane and the fp32 scaling runs once per chunk, not once per
+   group. Weights per 4 rows: [chunk][t = 0..7][row][64 bytes], byte 4j+b of step t holds group
+   16c+j's inputs 8t+b (low nibble) and 8t+4+b (high nibble); activations per token:
+   [chunk][s = 0..15][64 bytes], byte 4j+b = group 16c+j's input 4s+b. */
+#define LANES 16
+static void to_lanes(const int8_t *xq, int64_t K, int8_t *out) {
+    for (int64_t c = 0; c < K / (G * LANES); c++)
+        for (int s = 0; s < 16; s++)
+            for (int j = 0; j < LANES; j++)
+                memcpy(out + (c * 16 + s) * 64 + j * 4, xq + (c * LANES + j) * G + 4 * s, 4);
+}
+
+static inline __m512 chunk_scale(const uint16_t *s, const float *xs) {
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)s)), _mm512_loadu_ps(xs));
+}
+static inline __m512 chunk_min(__m512 acc, const uint16_t *m, const float *xsum) {
+    return _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)m)), _mm512_loadu_ps(xsum), acc);
+}
+
+/* One token, rows [n0, n1) four at a time. */
+static void lanes_rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K,
+                       const int8_t *a, const float *xs, const float *xsum, const float *bias,
+                       float *y, int64_t n0, int64_t n1) {
+    const int64_t ng = K / G, nc = ng / LANES;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t n = n0; n < n1; n += 4) {
+        const uint8_t *w = qw + n * (K / 2);
+        __m512 acc[4];
+        for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < nc; c++) {
+            __m512i lo[4], hi[4];
+            for (int r = 0; r < 4; r++) { lo[r] = _mm512_setzero_si512(); hi[r] = _mm512_setzero_si512(); }
+            const int8_t *ac = a + c * 16 * 64;
+            for (int t = 0; t < 8; t++) {
+                __m512i a0 = _mm512_loadu_si512((const void *)(ac + 2 * t * 64));
+                __m512i a1 = _mm512_loadu_si512((const void *)(ac + (2 * t + 1) * 64));
+                _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1088), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1152), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1216), _MM_HINT_T0);
+                for (int r = 0; r < 4; r++, w += 64) {
+                    __m512i v = _mm512_loadu_si512((const void *)w);
+                    lo[r] = _mm512_dpbusd_epi32(lo[r], _mm512_and_si512(v, m4), a0);
+                    hi[r] = _mm512_dpbusd_epi32(hi[r], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), a1);
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                const int64_t row = n + r;
+                __m512 isum = _mm512_cvtepi32_ps(_mm512_add_epi32(lo[r], hi[r]));
+                acc[r] = _mm512_fmadd_ps(isum, chunk_scale(sc + row * ng + c * LANES, xs + c * LANES), acc[r]);
+                acc[r] = chunk_min(acc[r], mn + row * ng + c * LANES, xsum + c * LANES);
+            }
+        }
+        for (int r = 0; r < 4; r++) y[n + r] = _mm512_reduce_add_ps(acc[r]) + (bias ? bias[n + r] : 0.f);
+    }
+}
+
+/* A tile of mt <= 4 tokens: each weight vector is unpacked once for all of them, and the four
+   rows are read together, in memory order (the weights stream from memory once per tile). */
+static inline __attribute__((always_inline)) void lanes_tile(
+        const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K, int64_t N,
+        const int8_t *a, const float *xs, const float *xsum, const float *bias,
+        float *y, int64_t n0, int64_t n1, const int mt) {
+    const int64_t ng = K / G, nc = ng / LANES;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t n = n0; n < n1; n += 4) {
+        const uint8_t *w = qw + n * (K / 2);
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int m = 0; m < mt; m++) acc[r][m] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < nc; c++) {
+            __m512i ai[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int m = 0; m < mt; m++) ai[r][m] = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) {
+                __m512i a0[4], a1[4];
+                for (int m = 0; m < mt; m++) {
+                    const int8_t *ac = a + m * K + c * 16 * 64;
+                    a0[m] = _mm512_loadu_si512((const void *)(ac + 2 * t * 64));
+                    a1[m] = _mm512_loadu_si512((const void *)(ac + (2 * t + 1) * 64));
+                }
+                _mm_prefetch((const char *)(w + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1088), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1152), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w + 1216), _MM_HINT_T0);
+                for (int r = 0; r < 4; r++, w += 64) {
+                    __m512i v = _mm512_loadu_si512((const void *)w);
+                    __m512i vl = _mm512_and_si512(v, m4), vh = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    for (int m = 0; m < mt; m++)
+                        ai[r][m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ai[r][m], vl, a0[m]), vh, a1[m]);
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                const int64_t row = n + r;
+                for (int m = 0; m < mt; m++) {
+                    acc[r][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[r][m]),
+                                                chunk_scale(sc + row * ng + c * LANES, xs + m * ng + c * LANES), acc[r][m]);
+                    acc[r][m] = chunk_min(acc[r][m], mn + row * ng + c * LANES, xsum + m * ng + c * LANES);
+                }
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int m = 0; m < mt; m++)
+                y[m * N + n + r] = _mm512_reduce_add_ps(acc[r][m]) + (bias ? bias[n + r] : 0.f);
+    }
+}
+
+static void lanes_mm(const int8_t *xq, const float *xs, const float *xsum, int64_t M, int64_t K,
+                     const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t N,
+                     const float *bias, float *y, int threads) {
+    const int64_t ng = K / G, RB = 64, nrb = (N + RB - 1) / RB;
+    int8_t *a = (int8_t *)malloc((size_t)(M * K));
+    if (!a) return;
+    for (int64_t m = 0; m < M; m++) to_lanes(xq + m * K, K, a + m * K);
+    if (M == 1) {
+        #pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t b = 0; b < nrb; b++) {
+            int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
+            lanes_rows(qw, sc, mn, K, a, xs, xsum, bias, y, n0, n1);
+        }
+    } else {
+        for (int64_t t0 = 0; t0 < M; t0 += 4) {
+            int mt = M - t0 < 4 ? (int)(M - t0) : 4;
+            #pragma omp parallel for num_threads(threads) schedule(static)
+            for (int64_t b = 0; b < nrb; b++) {
+                int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
+                const int8_t *ta = a + t0 * K;
+                const float *txs = xs + t0 * ng, *tsum = xsum + t0 * ng;
+                float *ty = y + t0 * N;
+                switch (mt) {
+                case 1: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 1); break;
+                case 2: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 2); break;
+                case 3: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 3); break;
+                default: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 4); break;
+                }
+            }
+        }
+    }
+    free(a);
+}
+#define HAVE_LANES 1
+#endif
+
+int santa_int4_lanes(int64_t K) {
+#ifdef HAVE_LANES
+    return K % (G * LANES) == 0;
+#else
+    (void)K; return 0;
+#endif
+}
+
 /* y[M, N] = x[M, K] @ W[N, K]^T (+ bias). Work is split by rows of W (in blocks of 64) across
    `threads`; more than one activation row goes in tiles of MT, so the weights stream once per tile. */
 int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const uint16_t *sc,
@@ -222,6 +376,13 @@ int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const
     float *xs = (float *)malloc(sizeof(float) * (size_t)(M * ng)), *xsum = (float *)malloc(sizeof(float) * (size_t)(M * ng));
     if (!xq || !xs || !xsum) { free(xq); free(xs); free(xsum); return -2; }
     for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, xq + m * K, xs + m * ng, xsum + m * ng);
+#ifdef HAVE_LANES
+    if (santa_int4_lanes(K)) {
+        lanes_mm(xq, xs, xsum, M, K, qw, sc, mn, N, bias, y, threads);
+        free(xq); free(xs); free(xsum);
+        return 0;
+    }
+#endif
     const int64_t RB = 64, nrb = (N + RB - 1) / RB;
     if (M == 1) {
         #pragma omp parallel for num_threads(threads) schedule(static)
@@ -309,6 +470,8 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_int4_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.santa_int4_isa.restype = ctypes.c_int
+    lib.santa_int4_lanes.restype = ctypes.c_int
+    lib.santa_int4_lanes.argtypes = [ctypes.c_int64]
     if lib.santa_int4_isa() == 0:
         log.info("native int4 kernel has no SIMD path on this CPU: using torch's kernel")
         return None
@@ -355,11 +518,20 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def pack_native(q: torch.Tensor) -> torch.Tensor:
-    """q int [N, K] (N a multiple of 4) -> uint8 [N, K/2] in the kernel's order: for each 4 rows,
-    for each pair of groups p, the 4 rows' 64-byte blocks, where byte j of a row's block is
-    q[2p*64 + j] | q[(2p+1)*64 + j] << 4."""
+    """q int [N, K] (N a multiple of 4) -> uint8 [N, K/2] in the kernel's order for this machine
+    and K (see the C source): the "lanes" layout where AVX512-VNNI runs and K is a multiple of
+    1024, else per 4 rows and pair of groups p, the 4 rows' 64-byte blocks, where byte j of a
+    row's block is q[2p*64 + j] | q[(2p+1)*64 + j] << 4."""
     n, k = q.shape
-    pairs = q.to(torch.uint8).reshape(n, k // (2 * GROUP), 2, GROUP)
+    q8 = q.to(torch.uint8)
+    lib = native_lib()
+    if lib is not None and lib.santa_int4_lanes(k):
+        # [N, chunk, lane j, t, nibble h, b] -> byte = h0 | h1 << 4 -> [N/4, chunk, t, row, j, b]
+        v = q8.reshape(n, k // (GROUP * 16), 16, 8, 2, 4)
+        v = v[:, :, :, :, 0] | (v[:, :, :, :, 1] << 4)  # [N, c, j, t, b]
+        v = v.permute(0, 1, 3, 2, 4).reshape(n // 4, 4, k // (GROUP * 16), 8, 64)  # [N/4, r, c, t, 64]
+        return v.permute(0, 2, 3, 1, 4).contiguous().reshape(n, k // 2)
+    pairs = q8.reshape(n, k // (2 * GROUP), 2, GROUP)
     blocks = pairs[:, :, 0] | (pairs[:, :, 1] << 4)  # [N, K/128, 64]
     return blocks.reshape(n // 4, 4, k // (2 * GROUP), GROUP).transpose(1, 2).contiguous().reshape(n, k // 2)
 

@@ -26,7 +26,7 @@ from santa_lsp.engine.weights import load_checkpoint, read_config
 
 log = logging.getLogger(__name__)
 
-LAYOUT = "int4-native-v1"  # bump when the packing or the module set changes
+LAYOUT = "int4-native-v2"  # bump when the packing or the module set changes
 _LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
@@ -35,7 +35,9 @@ def cache_path(checkpoint: Path, kind: str) -> Path | None:
     if kind != "int4" or not kernels.native_enabled():
         return None
     files = sorted(f for f in checkpoint.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"))
-    h = hashlib.sha256(f"{LAYOUT}\0{kind}\0{kernels.GROUP}\0{checkpoint.resolve()}".encode())
+    lib = kernels.native_lib()
+    isa = lib.santa_int4_isa() if lib is not None else 0  # the packing depends on the instruction set
+    h = hashlib.sha256(f"{LAYOUT}\0{kind}\0{kernels.GROUP}\0{isa}\0{checkpoint.resolve()}".encode())
     for f in files:
         st = f.stat()
         h.update(f"\0{f.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())

@@ -37,12 +37,13 @@ def test_quantize_int4_roundtrip_is_within_half_a_step():
 
 
 @needs_native
-@pytest.mark.parametrize("rows", [1, 5, 37])  # decode, a speculative verify, a prefill chunk (token tiles of 16)
-def test_native_matches_dequantized_product(rows):
+@pytest.mark.parametrize("rows", [1, 5, 37])  # decode, a speculative verify, a prefill chunk (token tiles of 4)
+@pytest.mark.parametrize("k", [384, 2048])  # the pair layout; the lanes layout where AVX512-VNNI runs
+def test_native_matches_dequantized_product(rows, k):
     gen = torch.Generator().manual_seed(rows)
-    w = torch.randn(132, 384, generator=gen) * 0.02  # 132: a remainder after the 64-row blocks
+    w = torch.randn(132, k, generator=gen) * 0.02  # 132: a remainder after the 64-row blocks
     bias = torch.randn(132, generator=gen)
-    x = torch.randn(rows, 384, generator=gen)
+    x = torch.randn(rows, k, generator=gen)
     q, scale, mins = kernels.quantize_int4(w)
     y = kernels.native_mm(x, kernels.pack_native(q), scale, mins, bias)
     ref = x @ dequantized(w).t() + bias
