@@ -47,8 +47,18 @@ def test_native_matches_dequantized_product(rows, k):
     q, scale, mins = kernels.quantize_int4(w)
     y = kernels.native_mm(x, kernels.pack_native(q), scale, mins, bias)
     ref = x @ dequantized(w).t() + bias
-    # The only approximation left is int8 activations (per group of 64): ~0.5% of the output.
-    assert rel_err(y, ref) < 0.02
+    # The only approximation is int8 activations (per group of 64): ~1% of the output...
+    assert rel_err(y, ref) < 0.05
+    # ...and exactly what the kernel computes: x rounded to int8 per group (half to even), the
+    # 4-bit products summed as integers, the min term on the exact fp32 group sums.
+    g = kernels.GROUP
+    xg = x.double().reshape(rows, k // g, g)
+    xs = xg.abs().amax(-1, keepdim=True).float().double() / 127
+    xq = torch.where(xs > 0, (xg / xs).round(), torch.zeros_like(xg))
+    s64, m64 = scale.double(), mins.double()
+    qg = q.double().reshape(-1, k // g, g)
+    exact = torch.einsum("tge,nge,ng,tg->tn", xq, qg, s64, xs.squeeze(-1)) + xg.sum(-1) @ m64.t() + bias.double()
+    assert rel_err(y.double(), exact) < 1e-4
     # Rows are independent: the batch gives each row what it gives that row alone.
     one = kernels.native_mm(x[-1:], kernels.pack_native(q), scale, mins, bias)
     assert torch.equal(one[0], y[-1])
