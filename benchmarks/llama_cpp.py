@@ -236,7 +236,8 @@ def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False, dra
             params = GenerationParams(max_new_tokens=NEW_TOKENS, exact_length=True)
         if draft_tokens is not None:
             params.draft_tokens = draft_tokens
-        r = engine.generate(prompt, params, key=name)  # its own KV slot: setups sharing an engine do not help each other
+        # Its own KV slot: setups that share an engine do not help each other.
+        r = engine.generate(prompt, params, key=name)
         ms = (time.perf_counter() - t) * 1e3
         if perfect and not hit:
             state["suggestion"] = engine.tokenizer.decode(r.ids).split("\n")[0]
@@ -318,7 +319,9 @@ def report(setups: list[Setup], meta: dict[str, Any]) -> str:
         dec = [x for x in s.samples if x.decoded]
         per_tok = sum(x.decode_ms for x in dec) / max(1, sum(x.decoded for x in dec))
         cold = s.first
-        prefill = f"{cold.prompt_n / cold.prefill_ms * 1e3:.0f} ({cold.prompt_n} tok)" if cold and cold.prefill_ms else "-"
+        prefill = "-"
+        if cold and cold.prefill_ms:
+            prefill = f"{cold.prompt_n / cold.prefill_ms * 1e3:.0f} ({cold.prompt_n} tok)"
         computed = statistics.median([x.prompt_n for x in dec] or [0])
         rows.append(f"| {s.name} | {len(ms)} | {p50[s.name] / 1e3:.2f} s | {pct(ms, 0.9) / 1e3:.2f} s | "
                     f"{pct([x.call_ms for x in s.samples], 0.5) / 1e3:.2f} s | {per_tok:.1f} | {prefill} | "
@@ -377,7 +380,8 @@ def main() -> int:
             setups.append(Setup(name, server.infill, a.psm_every if order == "psm" else 1))
         setups += [santa_setup(f"santa {k}", engines[k], builder) for k in kinds]
         if "int4-native" in engines:  # what speculative drafting costs where random weights reject the drafts
-            setups.append(santa_setup("santa int4-native, no drafting", engines["int4-native"], builder, draft_tokens=0))
+            setups.append(santa_setup("santa int4-native, no drafting", engines["int4-native"], builder,
+                                      draft_tokens=0))
         if not a.no_perfect and "int4-native" in engines:
             setups.append(santa_setup("santa int4-native perfect", engines["int4-native"], builder, perfect=True))
         # Warm-up on another file region is not wanted: the first keystroke is each setup's cold

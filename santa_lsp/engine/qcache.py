@@ -3,10 +3,11 @@ the fp32 checkpoint (4.4 GB for the 1.1B) nor quantizes it again.
 
 After the first `int4` load of a checkpoint directory, the prepared model (the native kernel's
 packed 4-bit weights, the int8 lm_head and the small fp32 tensors: embeddings, norms, biases) is
-written as one safetensors file under ~/.cache/santa-lsp/quantized/ (0.6 GB for the 1.1B). Its
-name hashes the checkpoint's files (name, size, mtime), the kind and the layout version, so a
-changed checkpoint misses and is quantized again. Only where the native int4 kernel runs: the
-torch fallback's packing is not stable across torch versions, and it is the slower path anyway.
+written as one safetensors file under ~/.cache/santa-lsp/quantized/ (1.1 GB for the 1.1B, the
+fp32 embeddings included). Its name hashes the checkpoint's files (name, size, mtime), the kind,
+the instruction set and the layout version, so a changed checkpoint misses and is quantized
+again. Only where the native int4 kernel runs: the torch fallback's packing is not stable across
+torch versions, and it is the slower path anyway.
 A damaged or unreadable cache file is ignored (and rewritten), never an error.
 """
 

@@ -60,7 +60,8 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = qweight.shape
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            q = torch._make_per_channel_quantized_tensor(qweight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0)
+            zero = torch.zeros_like(scale, dtype=torch.long)
+            q = torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero, 0)
             self._packed = torch.ops.quantized.linear_prepack(q, bias)
         return self
 
