@@ -519,8 +519,10 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
 
 
 def _dtype_name(model: GPTBigCode) -> str:
-    if model.lm_head is not None:
-        return {"Int8Linear": "int8", "Int4Linear": "int4"}.get(type(model.lm_head).__name__, "bfloat16")
+    # The block's matmuls name the kernel: int4 keeps its lm_head in int8.
+    kernel = type(model.h[0].mlp.c_fc).__name__
+    if kernel != "Linear":
+        return {"Int8Linear": "int8", "Int4Linear": "int4"}.get(kernel, "bfloat16")
     return str(model.wte.weight.dtype).removeprefix("torch.")
 
 

@@ -21,6 +21,7 @@ from santa_lsp.config import BUNDLED_MODEL, Options
 from santa_lsp.engine.generate import Engine
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
 from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.qcache import load_quantized
 from santa_lsp.engine.quantize import CPU_LINEARS, prepare_for_cpu
 from santa_lsp.engine.tokenizer import Tokenizer
 from santa_lsp.engine.weights import load_checkpoint, read_config
@@ -89,8 +90,10 @@ def load_engine(
         return _connect(opts, allow_download, on_warning, t0)
     device, dtype = pick_device_dtype(opts.device, opts.dtype, opts.model)
     name, warning = opts.model, ""
+    # int4 on CPU: a checkpoint's quantized weights come from (and go to) the on-disk cache.
+    quantized = "int4" if device.type == "cpu" and opts.dtype == "int4" else None
     try:
-        model, tokenizer = _load(name, opts.revision, allow_download, tqdm_class)
+        model, tokenizer, prepared = _load(name, opts.revision, allow_download, tqdm_class, quantized)
     except ModelOfflineError as err:
         if name == BUNDLED_MODEL:
             raise
@@ -99,9 +102,10 @@ def load_engine(
         if on_warning:
             on_warning(warning)
         name = BUNDLED_MODEL
-        model, tokenizer = _load(name, None, False, None)
+        model, tokenizer, prepared = _load(name, None, False, None, quantized)
     _set_threads(opts.threads, model)
-    model = prepare_model(model, device, opts.dtype)
+    if not prepared:
+        model = prepare_model(model, device, opts.dtype)
     engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
     dtype_name = opts.dtype if opts.dtype in QUANTIZED else str(dtype).removeprefix("torch.")
     return LoadedModel(engine, opts.model, name, device.type, dtype_name,
@@ -134,7 +138,10 @@ def _set_threads(threads: int, model: GPTBigCode) -> None:
     torch.set_num_threads(threads)
 
 
-def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any) -> tuple[GPTBigCode, Tokenizer]:
+def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any,
+          quantized: str | None = None) -> tuple[GPTBigCode, Tokenizer, bool]:
+    """(model, tokenizer, prepared): with `quantized` set, a checkpoint is returned already
+    prepared for that CPU kernel through the quantized-weight cache (qcache.py)."""
     if name.startswith("synthetic:"):
         # Random weights in a real shape: speed does not depend on the values.
         preset = name.split(":", 1)[1]
@@ -144,11 +151,11 @@ def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any
         config = PRESETS[preset]
         if config.vocab_size < tokenizer.vocab_size:  # the tiny preset: room for every token id
             config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-        return init_random(GPTBigCode(config)), tokenizer
+        return init_random(GPTBigCode(config)), tokenizer, False
     path = resolve(name, revision, allow_download, tqdm_class)
     read_config(path, name)  # cheap checks first: a 4 GB read should not precede a missing file error
     tokenizer = Tokenizer(path / "tokenizer.json", name)
-    model = load_checkpoint(path, name)
+    model = load_quantized(path, name, quantized) if quantized else load_checkpoint(path, name)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ModelLoadError(name, f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
-    return model, tokenizer
+    return model, tokenizer, bool(quantized)

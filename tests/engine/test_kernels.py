@@ -136,3 +136,25 @@ def test_quantized_cache_roundtrip(tmp_path, monkeypatch):
     # The checkpoint changed: another cache file.
     os.utime(ckpt / "model.safetensors", ns=(1, 1))
     assert qcache.cache_path(ckpt, "int4") != path
+
+
+@needs_native
+def test_load_engine_int4_uses_the_quantized_cache(tmp_path, monkeypatch):
+    """`dtype: int4` through load_engine: the first load writes the cache, the second reads it
+    and generates the same tokens."""
+    from santa_lsp.config import Options
+    from santa_lsp.engine import GenerationParams, load_engine
+    from santa_lsp.engine import qcache
+    from santa_lsp.engine.hub import BUNDLED_DIR
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = qcache.cache_path(BUNDLED_DIR, "int4")
+    assert path is not None and not path.exists()
+    opts = Options(model="bundled", device="cpu", dtype="int4")
+    first = load_engine(opts, allow_download=False)
+    assert path.is_file() and first.dtype == "int4"
+    second = load_engine(opts, allow_download=False)
+    assert isinstance(second.engine.model.h[0].mlp.c_fc, Int4Linear)
+    ids = first.engine.tokenizer.encode("def add(a, b):\n    return")
+    params = GenerationParams(max_new_tokens=8)
+    assert first.engine.generate(ids, params).ids == second.engine.generate(ids, params).ids
