@@ -18,22 +18,20 @@ import statistics
 import time
 
 from benchmarks.replay import continuation, default_files, make_cases
-from santa_lsp.config import Options
+from santa_lsp.config import Options, add_option_arguments, options_from_args
 from santa_lsp.engine import GenerationParams, load_engine
 from santa_lsp.prompt import PromptBuilder
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="synthetic:santacoder")
-    ap.add_argument("--dtype", default="int8")
-    ap.add_argument("--threads", type=int, default=0)
+    add_option_arguments(ap, ("model", "dtype", "threads"), defaults={"model": "synthetic:santacoder", "dtype": "int8"})
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--budget", type=int, default=1000, help="prompt tokens")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    loaded = load_engine(Options(model=args.model, dtype=args.dtype, threads=args.threads, device="cpu"))
+    loaded = load_engine(options_from_args(args, Options(device="cpu")))
     engine, tok = loaded.engine, loaded.engine.tokenizer
     print(f"model={loaded.model} dtype={loaded.dtype} load={time.perf_counter() - t0:.1f}s "
           f"load_average={os.getloadavg()[0]:.1f}")
