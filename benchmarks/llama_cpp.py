@@ -217,8 +217,10 @@ class LlamaServer:
 
 def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False, draft_tokens: int | None = None) -> Setup:
     from santa_lsp.engine import GenerationParams
+    from santa_lsp.engine.generate import DraftRate
 
     state = {"suggestion": ""}
+    rate = DraftRate()  # its own acceptance record: setups that share an engine draft apart
 
     def run(key: Key) -> Sample:
         hit = False
@@ -237,6 +239,7 @@ def santa_setup(name: str, engine: Any, builder: Any, perfect: bool = False, dra
         if draft_tokens is not None:
             params.draft_tokens = draft_tokens
         # Its own KV slot: setups that share an engine do not help each other.
+        engine.drafts = rate
         r = engine.generate(prompt, params, key=name)
         ms = (time.perf_counter() - t) * 1e3
         if perfect and not hit:

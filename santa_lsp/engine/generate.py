@@ -97,6 +97,38 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
+class DraftRate:
+    """Whether drafting pays here, from the recent share of drafted tokens the model accepted.
+
+    A verification pass over k drafted tokens costs more than one decode step (on the int4 path
+    of the 1.1B, 7 tokens take 3x one), so drafts the model keeps rejecting (a model that does
+    not copy from its document, random weights) make every keystroke slower. Below
+    MIN_ACCEPTANCE, only every PROBE_EVERY-th chance drafts, PROBE_TOKENS tokens, so the rate is
+    still measured (cheaply) and drafting comes back when the model starts agreeing again.
+    """
+
+    MIN_ACCEPTANCE = 0.2  # accepted / drafted below which drafting is mostly off
+    EVIDENCE = 48.0  # drafted tokens (decayed) before the rate is trusted
+    DECAY = 0.97  # per verification pass: the last ~30 passes count
+    PROBE_EVERY = 16
+    PROBE_TOKENS = 2
+
+    def __init__(self) -> None:
+        self.drafted = self.accepted = 0.0
+        self._skipped = 0
+
+    def budget(self, wanted: int) -> int:
+        """How many tokens to draft now, of the `wanted`."""
+        if self.drafted < self.EVIDENCE or self.accepted >= self.MIN_ACCEPTANCE * self.drafted:
+            return wanted
+        self._skipped += 1
+        return min(wanted, self.PROBE_TOKENS) if self._skipped % self.PROBE_EVERY == 0 else 0
+
+    def record(self, drafted: int, accepted: int) -> None:
+        self.drafted = self.drafted * self.DECAY + drafted
+        self.accepted = self.accepted * self.DECAY + accepted
+
+
 class Engine:
     """A model, its tokenizer and its KV-cache slots. One generation runs at a time."""
 
@@ -110,6 +142,7 @@ class Engine:
         p = model.wte.weight
         self.device, self.dtype = p.device, p.dtype
         self.n_positions = model.config.n_positions
+        self.drafts = DraftRate()
 
     # -- cache slots -------------------------------------------------------------------------
     def _take_slot(self, key: str, prompt: list[int]) -> tuple[_Slot, int]:
@@ -200,7 +233,7 @@ class Engine:
             if len(out) == max_new or cancelled():
                 reason = StopReason.CANCELLED if len(out) < max_new else reason
                 break
-            draft = self._draft(prompt, out, min(params.draft_tokens, max_new - len(out))) \
+            draft = self._draft(prompt, out, self.drafts.budget(min(params.draft_tokens, max_new - len(out)))) \
                 if speculate and not forced else []
             if not draft:
                 logits = self._decode_one(slot, token)
@@ -227,6 +260,7 @@ class Engine:
                     stopped = True
                     break
             accepted += agreed
+            self.drafts.record(len(draft), agreed)
             if stopped:
                 break
             logits = all_logits[agreed]

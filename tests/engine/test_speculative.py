@@ -64,3 +64,35 @@ def test_the_cache_stays_right_after_rejected_drafts(engine):
     again = engine.generate(ids[0] + first.ids[:5], params, key="doc")
     scratch = engine.generate(ids[0] + first.ids[:5], dataclasses.replace(params, draft_tokens=0), key="x", reuse=False)
     assert again.reused_tokens > len(ids[0]) and again.ids == scratch.ids
+
+
+def test_draft_rate_turns_rejected_drafting_mostly_off_and_recovers():
+    from santa_lsp.engine.generate import DraftRate
+
+    rate = DraftRate()
+    for _ in range(10):  # before EVIDENCE drafted tokens, always draft
+        assert rate.budget(6) == 6
+        rate.record(6, 0)
+    budgets = [rate.budget(6) for _ in range(64)]
+    # rejected: only the probes draft, and only a few tokens
+    assert sorted(set(budgets)) == [0, DraftRate.PROBE_TOKENS]
+    assert budgets.count(DraftRate.PROBE_TOKENS) == 64 // DraftRate.PROBE_EVERY
+    for _ in range(40):  # the model agrees again (probes measure it): drafting comes back
+        rate.record(2, 2)
+    assert all(rate.budget(6) == 6 for _ in range(16))
+
+
+def test_engine_drafts_less_when_drafts_are_rejected(engine):
+    """A teacher that copies two tokens of the document at a time from ever other places: every
+    draft (the document's continuation) is rejected. After the evidence, few passes draft, and
+    the tokens are still exactly the teacher's."""
+    ids = prompts(engine, 1)[0]
+    engine.drafts = type(engine.drafts)()  # a fresh rate for this test
+    teacher = [t for start in range(50, 50 + 20 * 37, 37) for t in ids[start:start + 2]]
+    params = GenerationParams(max_new_tokens=len(teacher), exact_length=True, teacher=teacher)
+    first = engine.generate(ids, params, reuse=False)
+    assert first.ids == teacher
+    later = [engine.generate(ids, params, reuse=False) for _ in range(4)]
+    assert all(r.ids == teacher for r in later)
+    assert first.drafted > 0
+    assert sum(r.drafted for r in later) < first.drafted * len(later) / 2
