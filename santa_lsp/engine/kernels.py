@@ -188,6 +188,29 @@ static void rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int6
    multiplied against every row of the tile (speculative verification, prefill). Always inlined
    with a constant mt, so that the accumulators stay in registers. */
 #define MT 4
+
+/* The work split of both layouts: rows of W in blocks of 64 across `threads` (a variable of that
+   name in scope); with more than one activation row, tiles of up to MT rows, the tile height a
+   literal in each case so that TILE's loops specialise. ONE(n0, n1) computes rows [n0, n1) for
+   the single activation row; TILE(t0, n0, n1, mt) for activation rows [t0, t0 + mt). */
+#define SPLIT_WORK(N, M, ONE, TILE)                                                         \
+    do {                                                                                    \
+        const int64_t nrb_ = ((N) + 63) / 64;                                               \
+        for (int64_t t0 = 0; t0 < (M); t0 += MT) {                                          \
+            const int mt_ = (M) - t0 < MT ? (int)((M) - t0) : MT;                           \
+            _Pragma("omp parallel for num_threads(threads) schedule(static)")               \
+            for (int64_t b_ = 0; b_ < nrb_; b_++) {                                         \
+                const int64_t n0 = b_ * 64, n1 = n0 + 64 < (N) ? n0 + 64 : (N);             \
+                if ((M) == 1) { ONE(n0, n1); continue; }                                    \
+                switch (mt_) {                                                              \
+                case 1: TILE(t0, n0, n1, 1); break;                                         \
+                case 2: TILE(t0, n0, n1, 2); break;                                         \
+                case 3: TILE(t0, n0, n1, 3); break;                                         \
+                default: TILE(t0, n0, n1, 4); break;                                        \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
 static inline __attribute__((always_inline)) void rows_tile(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t K, int64_t N,
                       const int8_t *xq, const float *xs, const float *xsum, const float *bias,
                       float *y, int64_t n0, int64_t n1, int64_t mt) {
@@ -322,38 +345,19 @@ static inline __attribute__((always_inline)) void lanes_tile(
     }
 }
 
-static void lanes_mm(const int8_t *xq, const float *xs, const float *xsum, int64_t M, int64_t K,
-                     const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t N,
-                     const float *bias, float *y, int threads) {
-    const int64_t ng = K / G, RB = 64, nrb = (N + RB - 1) / RB;
+static int lanes_mm(const int8_t *xq, const float *xs, const float *xsum, int64_t M, int64_t K,
+                    const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t N,
+                    const float *bias, float *y, int threads) {
+    const int64_t ng = K / G;
     int8_t *a = (int8_t *)malloc((size_t)(M * K));
-    if (!a) return;
+    if (!a) return -2;
     for (int64_t m = 0; m < M; m++) to_lanes(xq + m * K, K, a + m * K);
-    if (M == 1) {
-        #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t b = 0; b < nrb; b++) {
-            int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-            lanes_rows(qw, sc, mn, K, a, xs, xsum, bias, y, n0, n1);
-        }
-    } else {
-        for (int64_t t0 = 0; t0 < M; t0 += 4) {
-            int mt = M - t0 < 4 ? (int)(M - t0) : 4;
-            #pragma omp parallel for num_threads(threads) schedule(static)
-            for (int64_t b = 0; b < nrb; b++) {
-                int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-                const int8_t *ta = a + t0 * K;
-                const float *txs = xs + t0 * ng, *tsum = xsum + t0 * ng;
-                float *ty = y + t0 * N;
-                switch (mt) {
-                case 1: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 1); break;
-                case 2: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 2); break;
-                case 3: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 3); break;
-                default: lanes_tile(qw, sc, mn, K, N, ta, txs, tsum, bias, ty, n0, n1, 4); break;
-                }
-            }
-        }
-    }
+#define LANES_ONE(n0, n1) lanes_rows(qw, sc, mn, K, a, xs, xsum, bias, y, n0, n1)
+#define LANES_TILE(t0, n0, n1, mt) \
+    lanes_tile(qw, sc, mn, K, N, a + (t0) * K, xs + (t0) * ng, xsum + (t0) * ng, bias, y + (t0) * N, n0, n1, mt)
+    SPLIT_WORK(N, M, LANES_ONE, LANES_TILE);
     free(a);
+    return 0;
 }
 #define HAVE_LANES 1
 #endif
@@ -376,40 +380,20 @@ int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const
     float *xs = (float *)malloc(sizeof(float) * (size_t)(M * ng)), *xsum = (float *)malloc(sizeof(float) * (size_t)(M * ng));
     if (!xq || !xs || !xsum) { free(xq); free(xs); free(xsum); return -2; }
     for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, xq + m * K, xs + m * ng, xsum + m * ng);
+    int rc = 0;
 #ifdef HAVE_LANES
     if (santa_int4_lanes(K)) {
-        lanes_mm(xq, xs, xsum, M, K, qw, sc, mn, N, bias, y, threads);
+        rc = lanes_mm(xq, xs, xsum, M, K, qw, sc, mn, N, bias, y, threads);
         free(xq); free(xs); free(xsum);
-        return 0;
+        return rc;
     }
 #endif
-    const int64_t RB = 64, nrb = (N + RB - 1) / RB;
-    if (M == 1) {
-        #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t b = 0; b < nrb; b++) {
-            int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-            rows(qw, sc, mn, K, xq, xs, xsum, bias, y, n0, n1);
-        }
-    } else {
-        for (int64_t t0 = 0; t0 < M; t0 += MT) {
-            int64_t mt = M - t0 < MT ? M - t0 : MT;
-            #pragma omp parallel for num_threads(threads) schedule(static)
-            for (int64_t b = 0; b < nrb; b++) {
-                int64_t n0 = b * RB, n1 = n0 + RB < N ? n0 + RB : N;
-                const int8_t *txq = xq + t0 * K;
-                const float *txs = xs + t0 * ng, *tsum = xsum + t0 * ng;
-                float *ty = y + t0 * N;
-                switch (mt) {
-                case 1: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 1); break;
-                case 2: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 2); break;
-                case 3: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 3); break;
-                default: rows_tile(qw, sc, mn, K, N, txq, txs, tsum, bias, ty, n0, n1, 4); break;
-                }
-            }
-        }
-    }
+#define ROWS_ONE(n0, n1) rows(qw, sc, mn, K, xq, xs, xsum, bias, y, n0, n1)
+#define ROWS_TILE(t0, n0, n1, mt) \
+    rows_tile(qw, sc, mn, K, N, xq + (t0) * K, xs + (t0) * ng, xsum + (t0) * ng, bias, y + (t0) * N, n0, n1, mt)
+    SPLIT_WORK(N, M, ROWS_ONE, ROWS_TILE);
     free(xq); free(xs); free(xsum);
-    return 0;
+    return rc;
 }
 
 int santa_int4_isa(void) {
