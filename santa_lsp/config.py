@@ -176,7 +176,8 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
+    """snake_case -> the wire's camelCase (`max_new_tokens` -> `maxNewTokens`)."""
     return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
 
 
@@ -193,7 +194,7 @@ class Declared:
     @property
     def key(self) -> str:
         """The camelCase key on the wire."""
-        return _camel(self.name)
+        return camel(self.name)
 
     @property
     def flag(self) -> str:

@@ -94,10 +94,5 @@ def percentile(values: Iterable[float], p: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)

@@ -11,7 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from santa_lsp.stats import Stats, camel
+from santa_lsp.config import camel
+from santa_lsp.stats import Stats
 
 LOADING, READY, ERROR, DISABLED = "loading", "ready", "error", "disabled"
 MAX_FIELD = 500  # characters of a reported name or message (a model name can be megabytes)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from santa_lsp.lsp.status import ModelStatus, status_report
-from santa_lsp.stats import COUNTERS, PEAKS, Stats, camel, percentile
+from santa_lsp.config import camel
+from santa_lsp.stats import COUNTERS, PEAKS, Stats, percentile
 
 
 def test_every_counter_reaches_the_status_report():
