@@ -396,6 +396,152 @@ int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const
     return rc;
 }
 
+/* ---- The transformer blocks of a decode step of a few tokens in one call (fused.py) ----
+   Per layer: x += c_proj(attention(c_attn(ln_1(x)))); x += mlp.c_proj(gelu(c_fc(ln_2(x)))), the
+   four matmuls through santa_int4_mm, so that a step costs one call from Python instead of ~20
+   torch operations per layer (their dispatch was a third of a 1.1B decode step on 2 cores). The
+   arithmetic is model.py's in fp32; exp is a polynomial (relative error ~1e-7) that vectorises. */
+typedef struct {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const uint8_t *qw[4];
+    const uint16_t *sc[4], *mn[4];
+    const float *bias[4];
+} santa_layer_t;  /* matmuls: 0 attn.c_attn, 1 attn.c_proj, 2 mlp.c_fc, 3 mlp.c_proj */
+
+static inline float fexp(float x) {  /* e^x for x in [-87, 87] */
+    x = x < -87.f ? -87.f : (x > 87.f ? 87.f : x);
+    const float t = x * 1.44269504088896341f;
+    const float r = (t + 12582912.f) - 12582912.f;  /* round to nearest */
+    const float f = (t - r) * 0.69314718055994531f;  /* e^x = 2^r * e^f, |f| <= ln2/2 */
+    float p = 1.f + f * (1.f + f * (0.5f + f * (0.166666672f + f * (0.0416666679f + f * (0.00833333377f + f * 0.00138888892f)))));
+    union { float f; int32_t i; } u = {p};
+    u.i += (int32_t)r << 23;
+    return u.f;
+}
+
+static void layer_norm(const float *x, int64_t n, const float *w, const float *b, float eps, float *y) {
+    float mean = 0.f, var = 0.f;
+#pragma omp simd reduction(+:mean)
+    for (int64_t i = 0; i < n; i++) mean += x[i];
+    mean /= (float)n;
+#pragma omp simd reduction(+:var)
+    for (int64_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    const float inv = 1.f / sqrtf(var / (float)n + eps);
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+static void gelu_tanh(float *x, int64_t n) {  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i], u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+        x[i] = v - v / (1.f + fexp(2.f * u));  /* = 0.5 v (1 + tanh u) */
+    }
+}
+
+/* Multi-query attention of one token over keys/values [S, D] for heads [h0, h1) of q [H*D]:
+   scores, softmax, weighted values into out [H*D]; sc holds (h1 - h0) * S floats. Each K and V
+   row is read once for all of these heads (reading them once per head streamed K and V from L3
+   16 times per layer: slower than the weights). */
+static void attend_heads(const float *q, const float *K, const float *V, int64_t S, int64_t D,
+                         int64_t h0, int64_t h1, float *sc, float *out) {
+    const float scale = 1.f / sqrtf((float)D);
+    const int64_t nh = h1 - h0;
+#if defined(__AVX512F__)
+    if (D % 16 == 0 && D <= 256) {
+        const int64_t nd = D / 16;
+        for (int64_t s = 0; s < S; s++) {
+            __m512 k[16];
+            for (int64_t c = 0; c < nd; c++) k[c] = _mm512_loadu_ps(K + s * D + 16 * c);
+            for (int64_t h = 0; h < nh; h++) {
+                const float *qh = q + (h0 + h) * D;
+                __m512 acc = _mm512_mul_ps(k[0], _mm512_loadu_ps(qh));
+                for (int64_t c = 1; c < nd; c++) acc = _mm512_fmadd_ps(k[c], _mm512_loadu_ps(qh + 16 * c), acc);
+                sc[h * S + s] = _mm512_reduce_add_ps(acc) * scale;
+            }
+        }
+    } else
+#endif
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t h = 0; h < nh; h++) {
+            const float *qh = q + (h0 + h) * D;
+            float d = 0.f;
+#pragma omp simd reduction(+:d)
+            for (int64_t j = 0; j < D; j++) d += qh[j] * K[s * D + j];
+            sc[h * S + s] = d * scale;
+        }
+    for (int64_t h = 0; h < nh; h++) {
+        float *p = sc + h * S, mx = -INFINITY, sum = 0.f;
+        for (int64_t s = 0; s < S; s++) mx = p[s] > mx ? p[s] : mx;
+#pragma omp simd reduction(+:sum)
+        for (int64_t s = 0; s < S; s++) { p[s] = fexp(p[s] - mx); sum += p[s]; }
+        const float inv = 1.f / sum;
+#pragma omp simd
+        for (int64_t s = 0; s < S; s++) p[s] *= inv;
+    }
+    float *o = out + h0 * D;
+    for (int64_t i = 0; i < nh * D; i++) o[i] = 0.f;
+    for (int64_t s = 0; s < S; s++) {
+        const float *v = V + s * D;
+        for (int64_t h = 0; h < nh; h++) {
+            const float p = sc[h * S + s];
+            float *oh = o + h * D;
+#pragma omp simd
+            for (int64_t j = 0; j < D; j++) oh[j] += p * v[j];
+        }
+    }
+}
+
+/* Multi-query attention of M tokens at positions pos..pos+M-1: q [M, H*D] over keys/values
+   [S, D], token m seeing rows 0..pos+m. Work: (token, group of heads) pairs across threads, the
+   heads of each token split in `threads` groups. scores holds M * H * (pos + M) floats. */
+static void attend(const float *q, const float *K, const float *V, int64_t M, int64_t pos, int64_t H,
+                   int64_t D, float *scores, float *out, int threads) {
+    const int64_t groups = threads < H ? threads : H, stride = pos + M;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < M * groups; t++) {
+        const int64_t m = t / groups, g = t % groups;
+        const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups;
+        attend_heads(q + m * H * D, K, V, pos + m + 1, D, h0, h1, scores + (m * H + h0) * stride,
+                     out + m * H * D);
+    }
+}
+
+/* x [M, C] (in/out): M tokens at positions pos..pos+M-1 through n_layer blocks, each seeing
+   itself and what precedes it; K/V caches [n_layer, max_len, D] get rows pos..pos+M-1 written.
+   Returns 0, or the first santa_int4_mm error, or -2 when out of memory. */
+int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, int64_t F, float eps,
+                        const santa_layer_t *layers, int64_t n_layer,
+                        float *kc, float *vc, int64_t max_len, int64_t pos, int threads) {
+    const int64_t Q = C + 2 * D;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(M * (C + Q + C + C + F + H * (pos + M))));
+    if (!buf) return -2;
+    float *h = buf, *qkv = h + M * C, *q = qkv + M * Q, *att = q + M * C, *ff = att + M * C, *scores = ff + M * F;
+    float *proj = h;  /* h is free again once its matmul ran */
+    int rc = 0;
+    for (int64_t l = 0; l < n_layer && rc == 0; l++) {
+        const santa_layer_t *L = layers + l;
+        float *K = kc + l * max_len * D, *V = vc + l * max_len * D;
+        for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln1_w, L->ln1_b, eps, h + m * C);
+        if ((rc = santa_int4_mm(h, M, C, L->qw[0], L->sc[0], L->mn[0], Q, L->bias[0], qkv, threads))) break;
+        for (int64_t m = 0; m < M; m++) {
+            memcpy(q + m * C, qkv + m * Q, sizeof(float) * (size_t)C);
+            memcpy(K + (pos + m) * D, qkv + m * Q + C, sizeof(float) * (size_t)D);
+            memcpy(V + (pos + m) * D, qkv + m * Q + C + D, sizeof(float) * (size_t)D);
+        }
+        attend(q, K, V, M, pos, H, D, scores, att, threads);
+        if ((rc = santa_int4_mm(att, M, C, L->qw[1], L->sc[1], L->mn[1], C, L->bias[1], proj, threads))) break;
+        for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
+        for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln2_w, L->ln2_b, eps, h + m * C);
+        if ((rc = santa_int4_mm(h, M, C, L->qw[2], L->sc[2], L->mn[2], F, L->bias[2], ff, threads))) break;
+        gelu_tanh(ff, M * F);
+        if ((rc = santa_int4_mm(ff, M, F, L->qw[3], L->sc[3], L->mn[3], C, L->bias[3], proj, threads))) break;
+        for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
+    }
+    free(buf);
+    return rc;
+}
+
 int santa_int4_isa(void) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     return 512;
@@ -454,6 +600,10 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_int4_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.santa_int4_isa.restype = ctypes.c_int
+    lib.santa_decode_blocks.restype = ctypes.c_int
+    lib.santa_decode_blocks.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_void_p,
+                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int]
     lib.santa_int4_lanes.restype = ctypes.c_int
     lib.santa_int4_lanes.argtypes = [ctypes.c_int64]
     if lib.santa_int4_isa() == 0:

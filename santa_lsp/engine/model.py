@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +165,9 @@ class GPTBigCode(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         # Set by `quantize.prepare_for_cpu`: a fast (quantized or prepacked) copy of the tied lm_head.
         self.lm_head: nn.Module | None = None
+        # Set by `fused.attach` for int4 on CPU: all blocks of a step of up to `max_tokens` tokens
+        # in one native call.
+        self.decode_blocks: Any = None
 
     def new_cache(self, max_len: int | None = None) -> KVCache:
         p = self.wte.weight
@@ -180,6 +184,9 @@ class GPTBigCode(nn.Module):
         if pos + T > min(cache.max_len, self.config.n_positions):
             raise InvalidPrompt(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
         positions = torch.arange(pos, pos + T, device=ids.device)
+        if self.decode_blocks is not None and T <= self.decode_blocks.max_tokens:
+            x = self.decode_blocks(self.wte(ids) + self.wpe(positions), pos, cache)
+            return self.head(x[-1:] if last_only else x)
         # One token sees every live row; a prefill chunk or a draft to verify sees causally.
         mask = causal_mask(positions, pos + T) if T > 1 else None
         return self.run(ids, positions, pos + T, mask, cache, last_only)
@@ -192,8 +199,10 @@ class GPTBigCode(nn.Module):
         x = self.wte(ids) + self.wpe(positions)  # [T, C]
         for i, block in enumerate(self.h):
             x = block(x, positions, span, mask, cache.k[i], cache.v[i])
-        if last_only:
-            x = x[-1:]
+        return self.head(x[-1:] if last_only else x)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The final norm and the lm_head: hidden states [T, C] -> fp32 logits [T, V]."""
         # Final norm in fp32; the tied lm_head reuses the token embedding.
         x = F.layer_norm(x.float(), (x.shape[-1],), self.ln_f.weight.float(), self.ln_f.bias.float(),
                          self.ln_f.eps)

@@ -22,6 +22,7 @@ import torch
 
 from santa_lsp.engine import kernels
 from santa_lsp.engine.model import GPTBigCode
+from santa_lsp.engine import fused
 from santa_lsp.engine.quantize import Int4Linear, Int8Linear, prepare_for_cpu
 from santa_lsp.engine.weights import load_checkpoint, read_config
 
@@ -82,7 +83,7 @@ def load(path: Path, checkpoint: Path, name: str) -> GPTBigCode:
             setattr(block.get_submodule(parent), attr, layer)
     model.lm_head = Int8Linear.from_int8(tensors.pop("lm_head.qweight"), tensors.pop("lm_head.scale"), None)
     model.load_state_dict(tensors, assign=True, strict=True)
-    return model.eval()
+    return fused.attach(model.eval())
 
 
 def load_quantized(checkpoint: Path, name: str, kind: str) -> GPTBigCode:

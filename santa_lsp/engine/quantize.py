@@ -137,4 +137,8 @@ def prepare_for_cpu(model: GPTBigCode, kind: str) -> GPTBigCode:
             lin = getattr(parent, name)
             setattr(parent, name, make(lin.weight, lin.bias))
     model.lm_head = (Int8Linear if kind == "int4" else make)(model.wte.weight, None)
+    if kind == "int4":
+        from santa_lsp.engine import fused  # fused imports this module
+
+        fused.attach(model)
     return model

@@ -158,3 +158,45 @@ def test_load_engine_int4_uses_the_quantized_cache(tmp_path, monkeypatch):
     ids = first.engine.tokenizer.encode("def add(a, b):\n    return")
     params = GenerationParams(max_new_tokens=8)
     assert first.engine.generate(ids, params).ids == second.engine.generate(ids, params).ids
+
+
+@needs_native
+def test_fused_decode_step_matches_the_torch_path(monkeypatch):
+    """The int4 decode step in one native call (engine/fused.py) computes what the torch path
+    computes: from the same cache, the same logits and the same new cache row, up to the
+    activations' int8 rounding; and it applies to int4 with the native kernel only."""
+    from santa_lsp.engine import fused
+
+    cfg = replace(PRESETS["tiny"], n_embd=256, n_head=4, n_inner=1024, n_layer=3)  # both kernel layouts
+    torch.manual_seed(0)
+    ref = init_random(GPTBigCode(cfg)).eval()
+    with torch.no_grad():  # non-trivial norms and biases, so that every argument is exercised
+        for name, p in ref.named_parameters():
+            if "ln" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    quant = prepare_for_cpu(copy.deepcopy(ref), "int4")
+    step = quant.decode_blocks
+    assert isinstance(step, fused.FusedDecode)
+    ids = torch.randint(5, cfg.vocab_size, (40,), generator=torch.Generator().manual_seed(4))
+    cache, cache_ref = quant.new_cache(), ref.new_cache()
+    with torch.no_grad():
+        quant(ids[:24], 0, cache)
+        ref(ids[:24], 0, cache_ref)
+        agree = 0
+        for pos in range(24, 40):
+            before = copy.deepcopy(cache)
+            fused_logits = quant(ids[pos:pos + 1], pos, cache)
+            quant.decode_blocks = None
+            torch_logits = quant(ids[pos:pos + 1], pos, before)
+            quant.decode_blocks = step
+            exact = ref(ids[pos:pos + 1], pos, cache_ref)
+            assert rel_err(fused_logits, torch_logits) < 0.02
+            assert rel_err(cache.k[:, : pos + 1], before.k[:, : pos + 1]) < 0.02
+            assert rel_err(cache.v[:, : pos + 1], before.v[:, : pos + 1]) < 0.02
+            assert rel_err(fused_logits, exact) < 0.2
+            agree += int(fused_logits.argmax() == torch_logits.argmax())
+        assert agree >= 14  # of 16
+    # Other dtypes, and int4 without the native kernel, keep the torch path.
+    assert prepare_for_cpu(copy.deepcopy(ref), "int8").decode_blocks is None
+    monkeypatch.setenv("SANTA_LSP_NATIVE_KERNELS", "0")
+    assert prepare_for_cpu(copy.deepcopy(ref), "int4").decode_blocks is None
