@@ -94,8 +94,10 @@ class MultiQueryAttention(nn.Module):
         k_cache.index_copy_(0, positions, k)
         v_cache.index_copy_(0, positions, v)
         keys, values = k_cache[:S], v_cache[:S]  # [S, D]
-        if x.is_cuda and T > 1:
-            # Prefill on GPU: fused kernels keep the softmax accumulation in fp32.
+        if T > 1 and (x.is_cuda or T >= 32):
+            # Prefill chunks (and any multi-token step on GPU): fused flash kernels, softmax
+            # accumulated in fp32; on CPU 2x faster than the matmuls below at 256 x 1,024
+            # (benchmarks/NOTES.md, issue 16), slower for a few tokens.
             out = F.scaled_dot_product_attention(
                 q.reshape(T, H, D).transpose(0, 1).unsqueeze(0),  # [1, H, T, D]
                 keys.expand(1, H, S, D),
