@@ -103,7 +103,8 @@ def agreement(model_name: str, max_tokens: int = 1024) -> None:
         os.environ["SANTA_LSP_NATIVE_KERNELS"] = native
         variants[name] = prepare_for_cpu(copy.deepcopy(ref), kind)
     os.environ.pop("SANTA_LSP_NATIVE_KERNELS", None)
-    hits = {name: 0 for name in variants}
+    stepwise = variants["int4-native"].decode_blocks is not None  # the fused decode step (engine/fused.py)
+    hits = {name: 0 for name in [*variants, *(["int4-native, token by token"] if stepwise else [])]}
     total = 0
     with torch.no_grad():
         for text in texts:
@@ -112,6 +113,10 @@ def agreement(model_name: str, max_tokens: int = 1024) -> None:
             total += len(ids)
             for name, model in variants.items():
                 hits[name] += int((model(ids, 0, model.new_cache()).argmax(-1) == want).sum())
+            if stepwise:  # as decoding runs it: one token per step, through the fused step
+                model, cache = variants["int4-native"], variants["int4-native"].new_cache()
+                got = torch.cat([model(ids[i:i + 1], i, cache).argmax(-1) for i in range(len(ids))])
+                hits["int4-native, token by token"] += int((got == want).sum())
     print(f"top-1 agreement with fp32, {model_name}, {total} tokens ({len(texts)} files): "
           + ", ".join(f"{name} {100 * h / total:.1f}%" for name, h in hits.items()))
 
