@@ -90,7 +90,7 @@ def agreement(model_name: str, max_tokens: int = 1024) -> None:
     from santa_lsp.engine.load import _load
     from santa_lsp.engine.quantize import prepare_for_cpu
 
-    ref, tok, _ = _load(model_name, None, False, None)
+    ref, tok, _, _ = _load(model_name, None, False, None)
     ref.eval()
     root = Path(__file__).resolve().parent.parent
     stdlib = Path(os.__file__).parent

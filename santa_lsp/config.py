@@ -93,8 +93,10 @@ class Options:
     device: str = field(default="auto", metadata=option(
         "where the model runs; `auto`: CUDA when there is one", choices=DEVICES, reload=True))
     dtype: str = field(default="auto", metadata=option(
-        "`auto`: float16 on CUDA, float32 on the CPU; `bfloat16`, `int8` (8-bit weights) and `int4` (4-bit "
-        "weights) are faster, lossy CPU paths", choices=DTYPES, reload=True))
+        "`auto`: float16 on CUDA; on the CPU float32 (exact) for models under 300M parameters and `int4` "
+        "(`int8` where the native int4 kernel cannot be built) for bigger ones, such as SantaCoder; "
+        "`bfloat16`, `int8` (8-bit weights) and `int4` (4-bit weights) are faster, lossy CPU paths",
+        choices=DTYPES, reload=True))
     max_new_tokens: int = field(default=64, metadata=option(
         "longest suggestion, in tokens", bounds=(1, 1024)))
     mode: str = field(default="auto", metadata=option(

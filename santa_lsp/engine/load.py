@@ -20,7 +20,7 @@ import torch
 from santa_lsp.config import BUNDLED_MODEL, Options
 from santa_lsp.engine.generate import Engine
 from santa_lsp.engine.hub import BUNDLED_DIR, resolve
-from santa_lsp.engine.model import PRESETS, GPTBigCode, init_random
+from santa_lsp.engine.model import PRESETS, GPTBigCode, ModelConfig, init_random
 from santa_lsp.engine.qcache import load_quantized
 from santa_lsp.engine.quantize import CPU_LINEARS, prepare_for_cpu
 from santa_lsp.engine.tokenizer import Tokenizer
@@ -29,8 +29,11 @@ from santa_lsp.errors import ModelLoadError, ModelOfflineError
 
 log = logging.getLogger(__name__)
 
-# CPU-only dtypes: weight-quantized matmuls over an otherwise float32 model (lossy, opt-in).
+# CPU-only dtypes: weight-quantized matmuls over an otherwise float32 model (lossy).
 QUANTIZED = ("int8", "int4")
+# `dtype: auto` on the CPU quantizes models from this size up (SantaCoder: 1.1B); smaller ones
+# (the bundled model, tiny test models) stay exact in float32.
+AUTO_QUANTIZE_PARAMS = 300_000_000
 
 
 @dataclass
@@ -54,13 +57,28 @@ def pick_device_dtype(device: str, dtype: str, model: str = "(model)") -> tuple[
         raise ModelLoadError(model, "device 'cuda' was asked for but no CUDA GPU is available",
                              "Set device to auto or cpu.")
     if dtype == "auto":
-        # fp16 on GPUs; on CPUs fp32 (exact); faster CPU paths are opt-in (benchmarks/RESULTS.md).
+        # fp16 on GPUs; on CPUs fp32 unless resolve_dtype picked a quantized path for a big model.
         dtype = "float16" if device == "cuda" else "float32"
     if dtype in QUANTIZED:
         if device == "cuda":
             raise ModelLoadError(model, f"dtype '{dtype}' is a CPU path", "Use float16 on CUDA.")
         return torch.device(device), torch.float32  # quantized matmul weights; everything else stays fp32
     return torch.device(device), getattr(torch, dtype)
+
+
+def resolve_dtype(dtype: str, device: torch.device, config: ModelConfig) -> str:
+    """The dtype option made concrete for a model of `config` on `device`. `auto`: float16 on
+    CUDA; on the CPU float32 (exact) below AUTO_QUANTIZE_PARAMS parameters and, from there up,
+    `int4` where the native kernel builds (else `int8`): on 2 cores a 1.1B model decodes a token
+    in ~25-35 ms instead of ~230 ms, agreeing with float32 on ~97 % of greedy tokens
+    (benchmarks/RESULTS.md, issue 16). Any other value is kept as it is."""
+    if dtype != "auto" or device.type != "cpu":
+        return dtype
+    if config.n_params() < AUTO_QUANTIZE_PARAMS:
+        return "float32"
+    from santa_lsp.engine import kernels
+
+    return "int4" if kernels.native_enabled() else "int8"
 
 
 def prepare_model(model: GPTBigCode, device: str | torch.device, dtype: str) -> GPTBigCode:
@@ -88,12 +106,11 @@ def load_engine(
     t0 = time.perf_counter()
     if opts.endpoint.strip():
         return _connect(opts, allow_download, on_warning, t0)
-    device, dtype = pick_device_dtype(opts.device, opts.dtype, opts.model)
+    device, _ = pick_device_dtype(opts.device, opts.dtype, opts.model)
     name, warning = opts.model, ""
-    # int4 on CPU: a checkpoint's quantized weights come from (and go to) the on-disk cache.
-    quantized = "int4" if device.type == "cpu" and opts.dtype == "int4" else None
     try:
-        model, tokenizer, prepared = _load(name, opts.revision, allow_download, tqdm_class, quantized)
+        model, tokenizer, prepared, dtype_name = _load(name, opts.revision, allow_download, tqdm_class,
+                                                       opts.dtype, device)
     except ModelOfflineError as err:
         if name == BUNDLED_MODEL:
             raise
@@ -102,12 +119,13 @@ def load_engine(
         if on_warning:
             on_warning(warning)
         name = BUNDLED_MODEL
-        model, tokenizer, prepared = _load(name, None, False, None, quantized)
+        model, tokenizer, prepared, dtype_name = _load(name, None, False, None, opts.dtype, device)
     _set_threads(opts.threads, model)
     if not prepared:
-        model = prepare_model(model, device, opts.dtype)
+        model = prepare_model(model, device, dtype_name)
     engine = Engine(model, tokenizer, cache_slots=opts.cache_slots, name=name)
-    dtype_name = opts.dtype if opts.dtype in QUANTIZED else str(dtype).removeprefix("torch.")
+    if dtype_name not in QUANTIZED:
+        dtype_name = str(pick_device_dtype(device.type, dtype_name)[1]).removeprefix("torch.")
     return LoadedModel(engine, opts.model, name, device.type, dtype_name,
                        time.perf_counter() - t0, warning)
 
@@ -138,10 +156,11 @@ def _set_threads(threads: int, model: GPTBigCode) -> None:
     torch.set_num_threads(threads)
 
 
-def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any,
-          quantized: str | None = None) -> tuple[GPTBigCode, Tokenizer, bool]:
-    """(model, tokenizer, prepared): with `quantized` set, a checkpoint is returned already
-    prepared for that CPU kernel through the quantized-weight cache (qcache.py)."""
+def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any, dtype: str = "float32",
+          device: torch.device = torch.device("cpu")) -> tuple[GPTBigCode, Tokenizer, bool, str]:
+    """(model, tokenizer, prepared, dtype): `dtype` the option made concrete for this model
+    (resolve_dtype); an int4 checkpoint on the CPU is returned already prepared for its kernel
+    through the quantized-weight cache (qcache.py)."""
     if name.startswith("synthetic:"):
         # Random weights in a real shape: speed does not depend on the values.
         preset = name.split(":", 1)[1]
@@ -151,11 +170,14 @@ def _load(name: str, revision: str | None, allow_download: bool, tqdm_class: Any
         config = PRESETS[preset]
         if config.vocab_size < tokenizer.vocab_size:  # the tiny preset: room for every token id
             config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-        return init_random(GPTBigCode(config)), tokenizer, False
+        return init_random(GPTBigCode(config)), tokenizer, False, resolve_dtype(dtype, device, config)
     path = resolve(name, revision, allow_download, tqdm_class)
-    read_config(path, name)  # cheap checks first: a 4 GB read should not precede a missing file error
+    # Cheap checks first: a 4 GB read should not precede a missing file error.
+    dtype = resolve_dtype(dtype, device, read_config(path, name)[0])
     tokenizer = Tokenizer(path / "tokenizer.json", name)
-    model = load_quantized(path, name, quantized) if quantized else load_checkpoint(path, name)
+    # int4 on CPU: a checkpoint's quantized weights come from (and go to) the on-disk cache.
+    quantized = device.type == "cpu" and dtype == "int4"
+    model = load_quantized(path, name, "int4") if quantized else load_checkpoint(path, name)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ModelLoadError(name, f"tokenizer has {tokenizer.vocab_size} tokens but the model only {model.config.vocab_size}")
-    return model, tokenizer, bool(quantized)
+    return model, tokenizer, quantized, dtype

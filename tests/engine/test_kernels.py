@@ -200,3 +200,39 @@ def test_fused_decode_step_matches_the_torch_path(monkeypatch):
     assert prepare_for_cpu(copy.deepcopy(ref), "int8").decode_blocks is None
     monkeypatch.setenv("SANTA_LSP_NATIVE_KERNELS", "0")
     assert prepare_for_cpu(copy.deepcopy(ref), "int4").decode_blocks is None
+
+
+def test_auto_dtype_on_the_cpu_quantizes_big_models_only(monkeypatch, tmp_path):
+    """`dtype: auto` on the CPU: float32 for small models (the bundled one), the 4-bit path for
+    SantaCoder-sized ones (int8 where the native kernel is off); explicit dtypes are kept."""
+    from santa_lsp.config import Options
+    from santa_lsp.engine import load, load_engine
+    from santa_lsp.engine.weights import save_gpt_bigcode
+
+    cpu = torch.device("cpu")
+    big, small = PRESETS["santacoder"], PRESETS["tiny"]
+    assert big.n_params() > load.AUTO_QUANTIZE_PARAMS > small.n_params()
+    assert load.resolve_dtype("auto", cpu, small) == "float32"
+    assert load.resolve_dtype("auto", cpu, big) == ("int4" if kernels.native_enabled() else "int8")
+    assert load.resolve_dtype("float32", cpu, big) == "float32"
+    assert load.resolve_dtype("auto", torch.device("cuda"), big) == "auto"  # float16 there
+    monkeypatch.setenv("SANTA_LSP_NATIVE_KERNELS", "0")
+    assert load.resolve_dtype("auto", cpu, big) == "int8"
+    monkeypatch.delenv("SANTA_LSP_NATIVE_KERNELS")
+    # Through load_engine, with the threshold lowered so that a small checkpoint counts as big.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    cfg = replace(PRESETS["tiny"], n_embd=128, n_inner=512, vocab_size=8192)  # the bundled tokenizer's
+    save_gpt_bigcode(init_random(GPTBigCode(cfg)), ckpt)
+    (ckpt / "tokenizer.json").write_bytes((load.BUNDLED_DIR / "tokenizer.json").read_bytes())
+    assert load_engine(Options(model=str(ckpt), device="cpu"), allow_download=False).dtype == "float32"
+    monkeypatch.setattr(load, "AUTO_QUANTIZE_PARAMS", 1000)
+    loaded = load_engine(Options(model=str(ckpt), device="cpu"), allow_download=False)
+    want = "int4" if kernels.native_enabled() else "int8"
+    assert loaded.dtype == want
+    if want == "int4":
+        assert isinstance(loaded.engine.model.h[0].mlp.c_fc, Int4Linear)
+        assert loaded.engine.model.decode_blocks is not None
+    assert load_engine(Options(model=str(ckpt), device="cpu", dtype="float32"),
+                       allow_download=False).dtype == "float32"
