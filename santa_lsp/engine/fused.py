@@ -52,6 +52,11 @@ class FusedDecode:
                                                          self._ptr(lin.mins))
                 layer.bias[i] = None if lin.bias is None else self._ptr(lin.bias)
 
+    def __deepcopy__(self, memo: dict) -> None:
+        """A copied model gets no fused step (the addresses are the original's tensors): it runs
+        the torch path until `attach` gives it its own."""
+        return None
+
     def _ptr(self, t: torch.Tensor) -> int:
         t = t.detach().contiguous()
         self._keep.append(t)

@@ -15,6 +15,7 @@ D = head_dim, V = vocab.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from santa_lsp.errors import InvalidPrompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,12 @@ class GPTBigCode(nn.Module):
             raise InvalidPrompt(f"sequence of {pos + T} tokens exceeds the context of {cache.max_len}")
         positions = torch.arange(pos, pos + T, device=ids.device)
         if self.decode_blocks is not None and T <= self.decode_blocks.max_tokens:
-            x = self.decode_blocks(self.wte(ids) + self.wpe(positions), pos, cache)
-            return self.head(x[-1:] if last_only else x)
+            try:
+                x = self.decode_blocks(self.wte(ids) + self.wpe(positions), pos, cache)
+                return self.head(x[-1:] if last_only else x)
+            except RuntimeError as err:  # out of memory in the native step: the torch path from now on
+                log.warning("fused decode step failed (%s): using the torch path", err)
+                self.decode_blocks = None  # it rewrites the same cache rows below
         # One token sees every live row; a prefill chunk or a draft to verify sees causally.
         mask = causal_mask(positions, pos + T) if T > 1 else None
         return self.run(ids, positions, pos + T, mask, cache, last_only)

@@ -236,3 +236,39 @@ def test_auto_dtype_on_the_cpu_quantizes_big_models_only(monkeypatch, tmp_path):
         assert loaded.engine.model.decode_blocks is not None
     assert load_engine(Options(model=str(ckpt), device="cpu", dtype="float32"),
                        allow_download=False).dtype == "float32"
+
+
+@needs_native
+def test_a_failing_fused_step_falls_back_to_the_torch_path():
+    """Fault injection: the native step reports failure (it returns -2 when out of memory, which
+    cannot be provoked here). The step is answered by the torch path, which rewrites the cache
+    rows the native call may have half written, and later steps stay on the torch path."""
+    from santa_lsp.engine import fused
+
+    cfg = replace(PRESETS["tiny"], n_embd=128, n_inner=512)
+    torch.manual_seed(0)
+    model = prepare_for_cpu(init_random(GPTBigCode(cfg)).eval(), "int4")
+    reference = copy.deepcopy(model)  # a copy runs the torch path: the step's addresses are the original's
+    assert reference.decode_blocks is None
+    step = model.decode_blocks
+    assert isinstance(step, fused.FusedDecode)
+
+    class Failing:
+        def __init__(self, lib):
+            self.lib = lib
+
+        def santa_decode_blocks(self, *args):
+            self.lib.santa_decode_blocks(*args)  # writes the cache rows, then "fails"
+            return -2
+
+    step.lib = Failing(step.lib)
+    ids = torch.randint(5, 300, (12,), generator=torch.Generator().manual_seed(5))
+    cache, ref_cache = model.new_cache(), reference.new_cache()
+    with torch.no_grad():
+        model(ids[:8], 0, cache)
+        reference(ids[:8], 0, ref_cache)
+        for pos in range(8, 12):
+            got = model(ids[pos:pos + 1], pos, cache)
+            assert model.decode_blocks is None
+            assert torch.equal(got, reference(ids[pos:pos + 1], pos, ref_cache))
+    assert torch.equal(cache.k, ref_cache.k) and torch.equal(cache.v, ref_cache.v)
