@@ -4,6 +4,7 @@ round so that all see the same machine load.
 
     python benchmarks/int4_kernels.py [--threads 2] [--rounds 15] [--kernels int8-fbgemm,int4-torch,...]
     python benchmarks/int4_kernels.py --agreement [--model bundled]   # top-1 agreement with fp32
+    python benchmarks/int4_kernels.py --step [--model /tmp/santacoder-synth]  # whole int4 steps: fused vs torch path
 
 Kernels: int8-fbgemm (dynamic quantization, the `int8` dtype), int8-wo (torch's bf16 x int8
 weight-only `_weight_int8pack_mm`), int4-torch (`_weight_int4pack_mm_for_cpu`, bf16 activations,
@@ -121,18 +122,59 @@ def agreement(model_name: str, max_tokens: int = 1024) -> None:
           + ", ".join(f"{name} {100 * h / total:.1f}%" for name, h in hits.items()))
 
 
+def steps(model_name: str, rounds: int, threads: int) -> None:
+    """Whole int4 decode steps of `model_name` (engine/fused.py's one native call against the
+    torch path around the same kernel), interleaved round by round in one process, at 16 and
+    1,000 cached tokens, for 1 token (a decode step) and 4 (a keystroke's new tokens or a
+    speculative verification)."""
+    from santa_lsp.config import Options
+    from santa_lsp.engine import load_engine
+
+    model = load_engine(Options(model=model_name, dtype="int4", threads=threads), allow_download=False).engine.model
+    fused_step = model.decode_blocks
+    if fused_step is None:
+        print("no fused step on this machine (no native int4 kernel): nothing to compare")
+        return
+    context = min(1000, model.config.n_positions - 64)
+    cache = model.new_cache()
+    ids = torch.randint(5, model.config.vocab_size, (context,), generator=torch.Generator().manual_seed(0))
+    variants = [(f"{path} {t} token{'s' if t > 1 else ''} @{at}", path, t, at)
+                for at in (16, context) for t in (1, 4) for path in ("fused", "torch")]
+    times: dict[str, list[float]] = {v[0]: [] for v in variants}
+    with torch.inference_mode():
+        model(ids, 0, cache, last_only=True)
+        for _ in range(rounds):
+            for label, path, t, at in variants:
+                model.decode_blocks = fused_step if path == "fused" else None
+                start = time.perf_counter()
+                for i in range(8):
+                    model(ids[:t], at + i * t, cache)
+                times[label].append((time.perf_counter() - start) / 8 * 1e3)
+    model.decode_blocks = fused_step
+    print(f"{model_name}, int4, threads={threads}, load_average={os.getloadavg()[0]:.2f}, "
+          f"median of {rounds} rounds of 8 steps, ms per step:")
+    for label, _path, t, at in variants[::2]:
+        fused_ms = statistics.median(times[label])
+        torch_ms = statistics.median(times[label.replace("fused", "torch")])
+        print(f"  {t} token{'s' if t > 1 else ' '} at {at:>4} cached: fused {fused_ms:6.1f}  torch path "
+              f"{torch_ms:6.1f}  ({torch_ms / fused_ms:.2f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--kernels", default=",".join(MAKERS))
     ap.add_argument("--agreement", action="store_true", help="top-1 agreement with fp32 instead of timings")
-    ap.add_argument("--model", default="bundled", help="for --agreement: a model name or checkpoint directory")
+    ap.add_argument("--step", action="store_true", help="whole int4 steps, fused against the torch path")
+    ap.add_argument("--model", default=None,
+                    help="for --agreement (default bundled) and --step (default /tmp/santacoder-synth, "
+                         "made by benchmarks/llama_cpp.py)")
     ap.add_argument("--pause-pid-file", default=None, help="SIGSTOP that process while timing (always resumed)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.agreement:
-        agreement(a.model)
+        agreement(a.model or "bundled")
         return
     names = [k for k in a.kernels.split(",") if k]
     if "int4-native" in names and kernels.native_lib() is None:
@@ -147,7 +189,10 @@ def main() -> None:
 
     resume = pause(Path(a.pause_pid_file) if a.pause_pid_file else None)
     try:
-        timings(names, a)
+        if a.step:
+            steps(a.model or "/tmp/santacoder-synth", a.rounds, a.threads)
+        else:
+            timings(names, a)
     finally:
         resume()
 
