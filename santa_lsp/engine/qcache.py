@@ -24,7 +24,9 @@ from santa_lsp.engine import kernels
 from santa_lsp.engine.model import GPTBigCode
 from santa_lsp.engine import fused
 from santa_lsp.engine.quantize import Int4Linear, Int8Linear, prepare_for_cpu
-from santa_lsp.engine.weights import load_checkpoint, read_config
+from santa_lsp.engine.weights import (SafetensorsReader, _weight_files, check_shapes, convert, load_checkpoint,
+                                      mismatch, read_config)
+from santa_lsp.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,93 @@ def load_quantized(checkpoint: Path, name: str, kind: str) -> GPTBigCode:
             return load(path, checkpoint, name)
         except Exception as exc:  # a damaged cache file costs a re-quantization, nothing more
             log.warning("quantized-weight cache %s unreadable (%s): quantizing again", path, exc)
-    model = prepare_for_cpu(load_checkpoint(checkpoint, name), kind)
+    model = (quantize_streaming(checkpoint, name) if kind == "int4" else None) or \
+        prepare_for_cpu(load_checkpoint(checkpoint, name), kind)
     if path is not None:
         try:
             save(model, path)
         except Exception as exc:  # a full disk must not fail the load
             log.warning("could not cache quantized weights in %s (%s)", path, exc)
     return model
+
+
+def quantize_streaming(checkpoint: Path, name: str) -> GPTBigCode | None:
+    """`checkpoint` quantized to int4 one block at a time, each block's tensors read from the
+    safetensors files only when it is quantized: the first load's peak memory is the int4 model
+    plus one fp32 block, not the whole fp32 model (4.4 GB for the 1.1B). The same checks as a
+    whole load (names, shapes) and the same result (prepare_for_cpu's kernels, fp32 elsewhere).
+    None where the weights are not safetensors (`.bin` files are read whole)."""
+    import re
+
+    config, fmt = read_config(checkpoint, name)
+    files = _weight_files(checkpoint, name)
+    if any(f.suffix != ".safetensors" for f in files):
+        return None
+    handles, groups = {}, {}
+    for f in files:
+        try:
+            handle = SafetensorsReader(f)
+            keys = handle.keys()
+        except Exception as err:  # as read_state_dict: a damaged file is one clear error
+            raise ModelLoadError(name, f"weights file {f.name} is damaged or unreadable ({type(err).__name__}: {err})",
+                                 "Delete it and download the model again.") from err
+        for key in keys:
+            handles[key] = handle
+            layer = re.match(r"h\.(\d+)\.", key.removeprefix("transformer."))
+            groups.setdefault(int(layer.group(1)) if layer else None, []).append(key)
+
+    def part(layer: int | None) -> dict[str, torch.Tensor]:
+        raw = {}
+        for key in groups.pop(layer, []):
+            try:
+                raw[key] = handles[key].get_tensor(key)
+            except Exception as err:
+                raise ModelLoadError(name, f"tensor {key} is damaged or unreadable ({err})",
+                                     "Delete the weights and download the model again.") from err
+        state = convert(raw, config, fmt, name, layers=[] if layer is None else [layer])
+        unexpected = sorted(set(state) - set(expected))
+        if unexpected:
+            raise mismatch(name, [], unexpected)
+        check_shapes(state, expected, name)
+        seen.update(state)
+        return {k: v.float() for k, v in state.items()}
+
+    with torch.device("meta"):
+        model = GPTBigCode(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    seen: set[str] = set()
+    trim = _malloc_trim()
+    for i, block in enumerate(model.h):
+        state = part(i)
+        for lname in _LINEARS:
+            parent, _, attr = lname.rpartition(".")
+            key = f"h.{i}.{lname}."
+            if key + "weight" not in state:
+                raise mismatch(name, [key + "weight"], [])
+            setattr(block.get_submodule(parent), attr, Int4Linear(state.pop(key + "weight"), state.pop(key + "bias", None)))
+        model.load_state_dict(state, strict=False, assign=True)
+        del state
+        trim()  # glibc keeps freed blocks of the size of a layer's weights otherwise
+    model.load_state_dict(part(None), strict=False, assign=True)
+    if groups:  # blocks beyond the config's n_layer
+        raise mismatch(name, [], sorted(k for keys in groups.values() for k in keys))
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise mismatch(name, missing, [])
+    model.lm_head = Int8Linear(model.wte.weight, None)
+    trim()
+    return fused.attach(model.eval())
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0), or nothing where there is no glibc: freed memory goes back to the
+    system instead of staying in the process's heap."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)

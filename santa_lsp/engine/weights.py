@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -114,6 +116,42 @@ def read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
+class SafetensorsReader:
+    """One tensor at a time from a .safetensors file, with plain reads rather than a memory map:
+    what was read and dropped does not stay in the process's resident memory (a map keeps every
+    touched page of a 4.4 GB file resident while any tensor of it lives)."""
+
+    DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100_000_000:
+                raise ValueError(f"header of {size} bytes")
+            header = json.loads(f.read(size))
+        self.base = 8 + size
+        self.entries = {k: v for k, v in header.items() if k != "__metadata__"}
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def get_tensor(self, key: str) -> torch.Tensor:
+        entry = self.entries[key]
+        start, end = entry["data_offsets"]
+        buf = bytearray(end - start)
+        with open(self.path, "rb") as f:
+            f.seek(self.base + start)
+            if f.readinto(buf) != len(buf):
+                raise ValueError(f"file ends inside tensor {key}")
+        dtype = self.DTYPES[entry["dtype"]]
+        if not buf:
+            return torch.empty(entry["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(entry["shape"])
+
+
 def _weight_files(path: Path, name: str) -> list[Path]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = path / index_name
@@ -132,8 +170,10 @@ def _weight_files(path: Path, name: str) -> list[Path]:
     raise ModelLoadError(name, f"no model.safetensors or pytorch_model.bin in {path}", "Download the model again.")
 
 
-def convert(state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, name: str) -> dict[str, torch.Tensor]:
-    """Map a checkpoint's tensors onto GPTBigCode's parameter names and layouts."""
+def convert(state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, name: str,
+            layers: Iterable[int] | None = None) -> dict[str, torch.Tensor]:
+    """Map a checkpoint's tensors onto GPTBigCode's parameter names and layouts. `layers`: the
+    blocks whose tensors `state` holds (all by default; a layer-by-layer load passes one)."""
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         key = key.removeprefix("transformer.")
@@ -141,7 +181,7 @@ def convert(state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, name:
             continue  # tied to wte / causal-mask buffers
         out[key] = tensor
     if fmt == "santacoder":
-        for i in range(config.n_layer):
+        for i in range(config.n_layer) if layers is None else layers:
             p = f"h.{i}."
             try:
                 q_w, kv_w = out.pop(p + "attn.q_attn.weight"), out.pop(p + "attn.kv_attn.weight")
@@ -164,17 +204,26 @@ def build_model(config: ModelConfig, state: dict[str, torch.Tensor], name: str) 
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ModelLoadError(
-            name,
-            f"checkpoint does not match its config (missing {missing[:4]}, unexpected {unexpected[:4]})",
-            "The files may belong to different models; download the model again.",
-        )
-    wrong = [f"{k}: {tuple(state[k].shape)} != {shape}" for k, shape in expected.items() if tuple(state[k].shape) != shape]
-    if wrong:
-        raise ModelLoadError(name, f"tensor shapes do not match config.json ({'; '.join(wrong[:3])})")
+        raise mismatch(name, missing, unexpected)
+    check_shapes(state, expected, name)
     state = {k: v.float() if v.dtype not in (torch.float32, torch.float16, torch.bfloat16) else v for k, v in state.items()}
     model.load_state_dict(state, assign=True)
     return model.eval()
+
+
+def check_shapes(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], name: str) -> None:
+    """Every tensor of `state` has the shape `expected` gives its name."""
+    wrong = [f"{k}: {tuple(v.shape)} != {expected[k]}" for k, v in state.items() if tuple(v.shape) != expected[k]]
+    if wrong:
+        raise ModelLoadError(name, f"tensor shapes do not match config.json ({'; '.join(wrong[:3])})")
+
+
+def mismatch(name: str, missing: list[str], unexpected: list[str]) -> ModelLoadError:
+    return ModelLoadError(
+        name,
+        f"checkpoint does not match its config (missing {missing[:4]}, unexpected {unexpected[:4]})",
+        "The files may belong to different models; download the model again.",
+    )
 
 
 def load_checkpoint(path: Path, name: str) -> GPTBigCode:

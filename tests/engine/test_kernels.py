@@ -272,3 +272,56 @@ def test_a_failing_fused_step_falls_back_to_the_torch_path():
             assert model.decode_blocks is None
             assert torch.equal(got, reference(ids[pos:pos + 1], pos, ref_cache))
     assert torch.equal(cache.k, ref_cache.k) and torch.equal(cache.v, ref_cache.v)
+
+
+@needs_native
+@pytest.mark.parametrize("fmt", ["gpt_bigcode", "santacoder"])
+def test_int4_quantized_block_by_block_equals_the_whole_load(fmt, tmp_path):
+    """The first int4 load reads a safetensors checkpoint one block at a time (qcache.py
+    quantize_streaming, so that its peak memory is the int4 model, not the fp32 one) and builds
+    exactly the model the whole-checkpoint path builds, in both checkpoint formats; a checkpoint
+    that lacks a tensor or has one too many is the same clear error."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from santa_lsp.engine import qcache
+    from santa_lsp.engine.weights import load_checkpoint, save_gpt_bigcode
+    from santa_lsp.errors import ModelLoadError
+
+    torch.manual_seed(0)
+    model = init_random(GPTBigCode(replace(PRESETS["tiny"], n_embd=128, n_inner=512, n_layer=3)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    ckpt = tmp_path / "ckpt"
+    if fmt == "gpt_bigcode":
+        save_gpt_bigcode(model, ckpt)
+    else:  # the tests' writer of the original layout, from tests/conftest.py
+        spec = importlib.util.spec_from_file_location("tests_root_conftest", Path(__file__).parents[1] / "conftest.py")
+        root_conftest = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(root_conftest)
+        root_conftest.write_santacoder_format(model, ckpt)
+    streamed = qcache.quantize_streaming(ckpt, "tiny")
+    whole = prepare_for_cpu(load_checkpoint(ckpt, "tiny"), "int4")
+    assert streamed is not None and streamed.decode_blocks is not None
+    assert all(not t.is_meta for t in [*streamed.parameters(), *streamed.buffers()])
+    ids = torch.randint(5, 300, (20,), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a_cache, b_cache = streamed.new_cache(), whole.new_cache()
+        assert torch.equal(streamed(ids[:19], 0, a_cache), whole(ids[:19], 0, b_cache))
+        assert torch.equal(streamed(ids[19:], 19, a_cache), whole(ids[19:], 19, b_cache))  # the fused step
+    weights = load_file(str(ckpt / "model.safetensors"))
+    victim = next(k for k in weights if "h.1." in k and "ln_2.weight" in k)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((ckpt / "config.json").read_bytes())
+    save_file({k: v for k, v in weights.items() if k != victim}, str(broken / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="missing"):
+        qcache.quantize_streaming(broken, "tiny")
+    extra = dict(weights, **{victim.replace("h.1.", "h.7."): weights[victim].clone()})  # a block beyond n_layer
+    save_file(extra, str(broken / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="unexpected"):
+        qcache.quantize_streaming(broken, "tiny")
