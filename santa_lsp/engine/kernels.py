@@ -190,18 +190,21 @@ static void rows(const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int6
 #define MT 4
 
 /* The work split of both layouts: rows of W in blocks of 64 across `threads` (a variable of that
-   name in scope); with more than one activation row, tiles of up to MT rows, the tile height a
-   literal in each case so that TILE's loops specialise. ONE(n0, n1) computes rows [n0, n1) for
-   the single activation row; TILE(t0, n0, n1, mt) for activation rows [t0, t0 + mt). */
+   name in scope), one parallel region per call. With more than one activation row, each block
+   runs every tile of up to MT rows while its weights (64 rows, 64-256 KB) are in L2, so the
+   weights stream from memory once per call rather than once per tile (a 1,024-token prefill of
+   the 1.1B: 6.55 against 6.82 s, A/B in one process). The tile height is a literal in each case
+   so that TILE's loops specialise. ONE(n0, n1) computes rows [n0, n1) for the single activation
+   row; TILE(t0, n0, n1, mt) for activation rows [t0, t0 + mt). */
 #define SPLIT_WORK(N, M, ONE, TILE)                                                         \
     do {                                                                                    \
         const int64_t nrb_ = ((N) + 63) / 64;                                               \
-        for (int64_t t0 = 0; t0 < (M); t0 += MT) {                                          \
-            const int mt_ = (M) - t0 < MT ? (int)((M) - t0) : MT;                           \
-            _Pragma("omp parallel for num_threads(threads) schedule(static)")               \
-            for (int64_t b_ = 0; b_ < nrb_; b_++) {                                         \
-                const int64_t n0 = b_ * 64, n1 = n0 + 64 < (N) ? n0 + 64 : (N);             \
-                if ((M) == 1) { ONE(n0, n1); continue; }                                    \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                   \
+        for (int64_t b_ = 0; b_ < nrb_; b_++) {                                             \
+            const int64_t n0 = b_ * 64, n1 = n0 + 64 < (N) ? n0 + 64 : (N);                 \
+            if ((M) == 1) { ONE(n0, n1); continue; }                                        \
+            for (int64_t t0 = 0; t0 < (M); t0 += MT) {                                      \
+                const int mt_ = (M) - t0 < MT ? (int)((M) - t0) : MT;                       \
                 switch (mt_) {                                                              \
                 case 1: TILE(t0, n0, n1, 1); break;                                         \
                 case 2: TILE(t0, n0, n1, 2); break;                                         \
