@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--line", type=int, required=True, help="1-based line")
     complete.add_argument("--column", type=int, required=True, help="1-based column, in characters")
     _model_args(complete)
-    add_option_arguments(complete, ("max_new_tokens", "mode", "fim_order", "max_latency_ms"))
+    add_option_arguments(complete, ("max_new_tokens", "mode", "fim_order", "max_latency_ms", "context_budget"))
     complete.add_argument("--stats", action="store_true", help="print timings and cache figures to stderr")
 
     evaluate = sub.add_parser("eval", help="measure completion quality on HumanEval-infilling problems")
