@@ -24,9 +24,8 @@ from santa_lsp.engine import kernels
 from santa_lsp.engine.model import GPTBigCode
 from santa_lsp.engine import fused
 from santa_lsp.engine.quantize import Int4Linear, Int8Linear, prepare_for_cpu
-from santa_lsp.engine.weights import (SafetensorsReader, _weight_files, check_shapes, convert, load_checkpoint,
-                                      mismatch, read_config)
-from santa_lsp.errors import ModelLoadError
+from santa_lsp.engine.weights import (_weight_files, check_shapes, convert, load_checkpoint, mismatch,
+                                      open_safetensors, read_config)
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +96,9 @@ def load_quantized(checkpoint: Path, name: str, kind: str) -> GPTBigCode:
             return load(path, checkpoint, name)
         except Exception as exc:  # a damaged cache file costs a re-quantization, nothing more
             log.warning("quantized-weight cache %s unreadable (%s): quantizing again", path, exc)
-    model = (quantize_streaming(checkpoint, name) if kind == "int4" else None) or \
-        prepare_for_cpu(load_checkpoint(checkpoint, name), kind)
+    model = quantize_streaming(checkpoint, name) if kind == "int4" else None
+    if model is None:
+        model = prepare_for_cpu(load_checkpoint(checkpoint, name), kind)
     if path is not None:
         try:
             save(model, path)
@@ -119,27 +119,16 @@ def quantize_streaming(checkpoint: Path, name: str) -> GPTBigCode | None:
     files = _weight_files(checkpoint, name)
     if any(f.suffix != ".safetensors" for f in files):
         return None
-    handles, groups = {}, {}
+    readers, groups = {}, {}
     for f in files:
-        try:
-            handle = SafetensorsReader(f)
-            keys = handle.keys()
-        except Exception as err:  # as read_state_dict: a damaged file is one clear error
-            raise ModelLoadError(name, f"weights file {f.name} is damaged or unreadable ({type(err).__name__}: {err})",
-                                 "Delete it and download the model again.") from err
-        for key in keys:
-            handles[key] = handle
+        reader = open_safetensors(f, name)
+        for key in reader.keys():
+            readers[key] = reader
             layer = re.match(r"h\.(\d+)\.", key.removeprefix("transformer."))
             groups.setdefault(int(layer.group(1)) if layer else None, []).append(key)
 
     def part(layer: int | None) -> dict[str, torch.Tensor]:
-        raw = {}
-        for key in groups.pop(layer, []):
-            try:
-                raw[key] = handles[key].get_tensor(key)
-            except Exception as err:
-                raise ModelLoadError(name, f"tensor {key} is damaged or unreadable ({err})",
-                                     "Delete the weights and download the model again.") from err
+        raw = {key: readers[key].read(key, name) for key in groups.pop(layer, [])}
         state = convert(raw, config, fmt, name, layers=[] if layer is None else [layer])
         unexpected = sorted(set(state) - set(expected))
         if unexpected:
