@@ -545,6 +545,59 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
     return rc;
 }
 
+/* ---- int8 weights for the lm_head of an int4 model (AVX512-VNNI only) ----
+   y[M, N] = x[M, K] @ (W[N, K] * ws[N])^T + bias: W int8 row-major as stored (nothing to
+   prepack: fbgemm's prepacking of the 49,280 x 2,048 lm_head took 1.5 s of every start-up),
+   activations quantized symmetric per token to int8 and offset by 128 to the unsigned operand
+   of vpdpbusd; rsum[n] (the row sums of W) takes the offset back out. Four rows at a time share
+   each activation load; the rows of W are split across threads in blocks of 64. */
+#ifdef HAVE_LANES
+int santa_int8_mm(const float *x, int64_t M, int64_t K, const int8_t *qw, const float *ws, const int32_t *rsum,
+                  int64_t N, const float *bias, float *y, int threads) {
+    if (K % 64 || N % 4) return -1;
+    uint8_t *xu = (uint8_t *)malloc((size_t)(M * K));
+    float *xs = (float *)malloc(sizeof(float) * (size_t)M);
+    if (!xu || !xs) { free(xu); free(xs); return -2; }
+    for (int64_t m = 0; m < M; m++) {
+        const float *xm = x + m * K; float amax = 0.f;
+        for (int64_t k = 0; k < K; k++) { float a = fabsf(xm[k]); amax = a > amax ? a : amax; }
+        const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+        for (int64_t k = 0; k < K; k++) xu[m * K + k] = (uint8_t)((int)nearbyintf(xm[k] * id) + 128);
+        xs[m] = d;
+    }
+    const int64_t nrb = (N + 63) / 64;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < nrb; b++) {
+        const int64_t n1 = (b + 1) * 64 < N ? (b + 1) * 64 : N;
+        for (int64_t n = b * 64; n < n1; n += 4) {
+            const int8_t *w = qw + n * K;
+            for (int64_t m = 0; m < M; m++) {
+                const uint8_t *a = xu + m * K;
+                __m512i acc[4];
+                for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_si512();
+                for (int64_t k = 0; k < K; k += 64) {
+                    const __m512i av = _mm512_loadu_si512((const void *)(a + k));
+                    for (int r = 0; r < 4; r++)
+                        acc[r] = _mm512_dpbusd_epi32(acc[r], av, _mm512_loadu_si512((const void *)(w + r * K + k)));
+                }
+                for (int r = 0; r < 4; r++) {
+                    const int32_t dot = _mm512_reduce_add_epi32(acc[r]) - 128 * rsum[n + r];
+                    y[m * N + n + r] = xs[m] * ws[n + r] * (float)dot + (bias ? bias[n + r] : 0.f);
+                }
+            }
+        }
+    }
+    free(xu); free(xs);
+    return 0;
+}
+#else
+int santa_int8_mm(const float *x, int64_t M, int64_t K, const int8_t *qw, const float *ws, const int32_t *rsum,
+                  int64_t N, const float *bias, float *y, int threads) {
+    (void)x; (void)M; (void)K; (void)qw; (void)ws; (void)rsum; (void)N; (void)bias; (void)y; (void)threads;
+    return -3;  /* no VNNI: callers keep fbgemm (native_int8() is False) */
+}
+#endif
+
 int santa_int4_isa(void) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     return 512;
@@ -607,6 +660,9 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_decode_blocks.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 5, ctypes.c_float, ctypes.c_void_p,
                                         ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                         ctypes.c_int64, ctypes.c_int]
+    lib.santa_int8_mm.restype = ctypes.c_int
+    lib.santa_int8_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.santa_int4_lanes.restype = ctypes.c_int
     lib.santa_int4_lanes.argtypes = [ctypes.c_int64]
     if lib.santa_int4_isa() == 0:
@@ -687,4 +743,27 @@ def native_mm(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, mins: 
                            threads or torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"santa_int4_mm failed ({rc})")
+    return y.reshape(*x.shape[:-1], n)
+
+
+def native_int8() -> bool:
+    """Whether the native int8 kernel (`int8_mm`) runs here: the int4 kernel is enabled and the
+    CPU has AVX512-VNNI (the AVX2 byte products would saturate on unsigned x signed int8)."""
+    lib = native_lib() if native_enabled() else None
+    return lib is not None and lib.santa_int4_isa() == 512
+
+
+def int8_mm(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, rowsum: torch.Tensor,
+            bias: torch.Tensor | None, threads: int | None = None) -> torch.Tensor:
+    """x [..., K] fp32 @ (qweight int8 [N, K] * scale [N])^T (+ bias) -> [..., N] fp32 through
+    the native kernel; `rowsum` int32 [N] = qweight.sum(1). Only where native_int8()."""
+    lib = native_lib()
+    assert lib is not None
+    k, n = x.shape[-1], qweight.shape[0]
+    x2 = x.reshape(-1, k).float().contiguous()
+    y = torch.empty(x2.shape[0], n, dtype=torch.float32)
+    rc = lib.santa_int8_mm(x2.data_ptr(), x2.shape[0], k, qweight.data_ptr(), scale.data_ptr(), rowsum.data_ptr(), n,
+                           0 if bias is None else bias.data_ptr(), y.data_ptr(), threads or torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"santa_int8_mm failed ({rc})")
     return y.reshape(*x.shape[:-1], n)

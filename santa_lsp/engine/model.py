@@ -158,14 +158,22 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def _embedding(rows: int, dim: int) -> torch.Tensor:
+    """An embedding table initialised as nn.Embedding does (N(0, 1)), except on the meta device
+    (qcache and the streaming int4 load build the model there, then assign the real tensors):
+    nn.Embedding's own init of a meta tensor imports torch._dynamo, ~1.3-1.9 s of start-up."""
+    w = torch.empty(rows, dim)
+    return w if w.is_meta else nn.init.normal_(w)
+
+
 class GPTBigCode(nn.Module):
     """Parameter names follow transformers' gpt_bigcode without the `transformer.` prefix."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd, _weight=_embedding(config.vocab_size, config.n_embd))
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd, _weight=_embedding(config.n_positions, config.n_embd))
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         # Set by `quantize.prepare_for_cpu`: a fast (quantized or prepacked) copy of the tied lm_head.

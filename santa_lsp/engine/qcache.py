@@ -82,7 +82,7 @@ def load(path: Path, checkpoint: Path, name: str) -> GPTBigCode:
             p = f"h.{i}.{lname}."
             layer = Int4Linear.from_native(*(tensors.pop(p + part) for part in ("packed", "scale", "mins", "bias")))
             setattr(block.get_submodule(parent), attr, layer)
-    model.lm_head = Int8Linear.from_int8(tensors.pop("lm_head.qweight"), tensors.pop("lm_head.scale"), None)
+    model.lm_head = Int8Linear.from_int8(tensors.pop("lm_head.qweight"), tensors.pop("lm_head.scale"), None, native=True)
     model.load_state_dict(tensors, assign=True, strict=True)
     return fused.attach(model.eval())
 
@@ -159,7 +159,7 @@ def quantize_streaming(checkpoint: Path, name: str) -> GPTBigCode | None:
     missing = sorted(set(expected) - seen)
     if missing:
         raise mismatch(name, missing, [])
-    model.lm_head = Int8Linear(model.wte.weight, None)
+    model.lm_head = Int8Linear(model.wte.weight, None, native=True)
     trim()
     return fused.attach(model.eval())
 

@@ -325,3 +325,30 @@ def test_int4_quantized_block_by_block_equals_the_whole_load(fmt, tmp_path):
     save_file(extra, str(broken / "model.safetensors"))
     with pytest.raises(ModelLoadError, match="unexpected"):
         qcache.quantize_streaming(broken, "tiny")
+
+
+needs_vnni = pytest.mark.skipif(not kernels.native_int8(), reason="no AVX512-VNNI here: the lm_head stays on fbgemm")
+
+
+@needs_vnni
+@pytest.mark.parametrize("rows", [1, 3, 16])  # decode, a few typed tokens, a speculative verification
+def test_native_int8_matches_the_dequantized_product_and_fbgemm(rows):
+    """The int4 model's lm_head without fbgemm's prepacking: the same int8 weights, the same
+    product within activation rounding, the same top token as fbgemm's kernel."""
+    from santa_lsp.engine.quantize import Int8Linear
+
+    torch.manual_seed(0)
+    w, bias = torch.randn(1000, 256) * 0.02, torch.randn(1000) * 0.01
+    x = torch.randn(rows, 256)
+    native, packed = Int8Linear(w, bias, native=True), Int8Linear(w, bias)
+    assert native.native and not packed.native
+    qn, sn, _ = native.int8()
+    qp, sp, _ = packed.int8()
+    assert torch.equal(qn, qp) and torch.equal(sn, sp)  # the same quantization either way
+    ref = x @ (qn.float() * sn.unsqueeze(1)).t() + bias
+    y, yp = native(x), packed(x)
+    assert y.shape == (rows, 1000)
+    assert rel_err(y, ref) < 0.02 and rel_err(yp, ref) < 0.02
+    assert torch.equal(y.argmax(-1), ref.argmax(-1))
+    again = Int8Linear.from_int8(qn, sn, bias, native=True)  # as the quantized cache rebuilds it
+    assert torch.equal(again(x), y)
