@@ -88,4 +88,7 @@ def attach(model: GPTBigCode) -> GPTBigCode:
             and all(isinstance(lin, Int4Linear) and lin.native for b in model.h for lin in _linears(b))
             and all(b.ln_1.weight.dtype == torch.float32 for b in model.h))
     model.decode_blocks = FusedDecode(model, lib) if fits else None
+    if fits:  # longer steps (prefill chunks) run model.py's blocks: their GELU in C as well
+        for block in model.h:
+            block.mlp.gelu = kernels.gelu_tanh
     return model

@@ -348,13 +348,150 @@ static inline __attribute__((always_inline)) void lanes_tile(
     }
 }
 
+/* Prefill (many tokens): each thread unpacks a 64-row block of weights to int8 once, with its
+   scales and mins in fp32, into a buffer that stays in L2, and runs every token against it in
+   tiles of PT tokens x 4 rows. With no unpacking left in the inner loop, it is int8 dot products
+   (memory operands from L1/L2) and, once per chunk of 16 groups, the fp32 scaling. */
+#define PT 4
+static int prefill_min = 24;  /* tokens from which a call takes this path (santa_int4_set_prefill_min) */
+int santa_int4_set_prefill_min(int m) { int old = prefill_min; prefill_min = m; return old; }
+
+/* One chunk (16 groups, 8 steps) of a full 4-row x 4-token tile in inline assembly: gcc 12 kept
+   the 16 int32 sums of the intrinsics version in registers only by copying them around and
+   reloading weights (~100 instructions per step for 32 vpdpbusd). Here, per step: the 4 rows'
+   8 weight vectors into zmm0-7, each token's 2 activation vectors into zmm8-9, 32 vpdpbusd into
+   the sums in zmm10-25 (row r, token m: zmm(10 + 4r + m)), stored to out[16] at the end. */
+#define PF_W(T) \
+    "vmovdqa64 " #T "*512(%[u]), %%zmm0\n\t"     "vmovdqa64 " #T "*512+64(%[u]), %%zmm1\n\t" \
+    "vmovdqa64 " #T "*512+128(%[u]), %%zmm2\n\t" "vmovdqa64 " #T "*512+192(%[u]), %%zmm3\n\t" \
+    "vmovdqa64 " #T "*512+256(%[u]), %%zmm4\n\t" "vmovdqa64 " #T "*512+320(%[u]), %%zmm5\n\t" \
+    "vmovdqa64 " #T "*512+384(%[u]), %%zmm6\n\t" "vmovdqa64 " #T "*512+448(%[u]), %%zmm7\n\t"
+#define PF_A(T, ADDR, C0, C1, C2, C3) \
+    "vmovdqu64 " #T "*128" ADDR ", %%zmm8\n\t" "vmovdqu64 " #T "*128+64" ADDR ", %%zmm9\n\t" \
+    "vpdpbusd %%zmm8, %%zmm0, %%zmm" #C0 "\n\t" "vpdpbusd %%zmm9, %%zmm1, %%zmm" #C0 "\n\t" \
+    "vpdpbusd %%zmm8, %%zmm2, %%zmm" #C1 "\n\t" "vpdpbusd %%zmm9, %%zmm3, %%zmm" #C1 "\n\t" \
+    "vpdpbusd %%zmm8, %%zmm4, %%zmm" #C2 "\n\t" "vpdpbusd %%zmm9, %%zmm5, %%zmm" #C2 "\n\t" \
+    "vpdpbusd %%zmm8, %%zmm6, %%zmm" #C3 "\n\t" "vpdpbusd %%zmm9, %%zmm7, %%zmm" #C3 "\n\t"
+#define PF_STEP(T) PF_W(T) PF_A(T, "(%[a])", 10, 14, 18, 22) PF_A(T, "(%[a],%[k],1)", 11, 15, 19, 23) \
+    PF_A(T, "(%[a2])", 12, 16, 20, 24) PF_A(T, "(%[a2],%[k],1)", 13, 17, 21, 25)
+#define PF_ZERO(R) "vpxord %%zmm" #R ", %%zmm" #R ", %%zmm" #R "\n\t"
+#define PF_OUT(R) "vmovdqu64 %%zmm" #R ", (" #R "-10)*64(%[out])\n\t"
+
+static inline __attribute__((always_inline)) void prefill_chunk4(const int8_t *u, const int8_t *a, int64_t K, __m512i out[16]) {
+    __asm__ volatile(
+        PF_ZERO(10) PF_ZERO(11) PF_ZERO(12) PF_ZERO(13) PF_ZERO(14) PF_ZERO(15) PF_ZERO(16) PF_ZERO(17)
+        PF_ZERO(18) PF_ZERO(19) PF_ZERO(20) PF_ZERO(21) PF_ZERO(22) PF_ZERO(23) PF_ZERO(24) PF_ZERO(25)
+        PF_STEP(0) PF_STEP(1) PF_STEP(2) PF_STEP(3) PF_STEP(4) PF_STEP(5) PF_STEP(6) PF_STEP(7)
+        PF_OUT(10) PF_OUT(11) PF_OUT(12) PF_OUT(13) PF_OUT(14) PF_OUT(15) PF_OUT(16) PF_OUT(17)
+        PF_OUT(18) PF_OUT(19) PF_OUT(20) PF_OUT(21) PF_OUT(22) PF_OUT(23) PF_OUT(24) PF_OUT(25)
+        :
+        : [u] "r"(u), [a] "r"(a), [a2] "r"(a + 2 * K), [k] "r"(K), [out] "r"(out)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+          "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24",
+          "xmm25", "memory");
+}
+
+static inline __attribute__((always_inline)) void prefill_tile(
+        const int8_t *U, const float *wsf, const float *wmf, int64_t K, int64_t N,
+        const int8_t *a, const float *xs, const float *xsum, const float *bias, float *y, int64_t n, const int mt) {
+    const int64_t ng = K / G, nc = ng / LANES;
+    /* 4 rows x mt tokens of int32 sums, the 8 weight vectors of a step and one token's 2
+       activation vectors in registers (26 of 32 with PT 4): half a vector load per vpdpbusd;
+       the fp32 sums, touched once per chunk of 16 groups, live in L1. */
+    float accm[4][PT][LANES];
+    memset(accm, 0, sizeof(accm));
+    for (int64_t c = 0; c < nc; c++) {
+        __m512i ai[4][PT];
+        for (int r = 0; r < 4; r++)
+            for (int m = 0; m < mt; m++) ai[r][m] = _mm512_setzero_si512();
+        const int8_t *u = U + c * 8 * 4 * 128;
+        const int8_t *ac = a + c * 16 * 64;
+        if (mt == PT) prefill_chunk4(u, ac, K, (__m512i *)ai);
+        else for (int t = 0; t < 8; t++, u += 4 * 128) {
+            __m512i wl[4], wh[4];
+            for (int r = 0; r < 4; r++) {
+                wl[r] = _mm512_load_si512((const void *)(u + r * 128));
+                wh[r] = _mm512_load_si512((const void *)(u + r * 128 + 64));
+            }
+            for (int m = 0; m < mt; m++) {
+                const __m512i a0 = _mm512_loadu_si512((const void *)(ac + m * K + 2 * t * 64));
+                const __m512i a1 = _mm512_loadu_si512((const void *)(ac + m * K + 2 * t * 64 + 64));
+                for (int r = 0; r < 4; r++) ai[r][m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ai[r][m], wl[r], a0), wh[r], a1);
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            const __m512 ws = _mm512_loadu_ps(wsf + r * ng + c * LANES), wm = _mm512_loadu_ps(wmf + r * ng + c * LANES);
+            for (int m = 0; m < mt; m++) {
+                __m512 acc = _mm512_loadu_ps(accm[r][m]);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[r][m]), _mm512_mul_ps(ws, _mm512_loadu_ps(xs + m * ng + c * LANES)), acc);
+                _mm512_storeu_ps(accm[r][m], _mm512_fmadd_ps(wm, _mm512_loadu_ps(xsum + m * ng + c * LANES), acc));
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int m = 0; m < mt; m++)
+            y[m * N + n + r] = _mm512_reduce_add_ps(_mm512_loadu_ps(accm[r][m])) + (bias ? bias[n + r] : 0.f);
+}
+
+static int lanes_prefill(const int8_t *a, const float *xs, const float *xsum, int64_t M, int64_t K,
+                         const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t N,
+                         const float *bias, float *y, int threads) {
+    const int64_t ng = K / G, nrb = (N + 63) / 64;
+    int err = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        int8_t *U = (int8_t *)aligned_alloc(64, (size_t)(64 * K));
+        float *wsf = (float *)malloc(sizeof(float) * (size_t)(64 * ng)), *wmf = (float *)malloc(sizeof(float) * (size_t)(64 * ng));
+        if (!U || !wsf || !wmf) {
+#pragma omp atomic write
+            err = -2;
+        }
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nrb; b++) {
+            if (!U || !wsf || !wmf) continue;
+            const int64_t n0 = b * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
+            /* per 4 rows: [chunk][t][row][lo 64 | hi 64], the packed order with each byte split */
+            const uint8_t *w = qw + n0 * (K / 2);
+            for (int64_t i = 0; i < (n1 - n0) * K / 128; i++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * i));
+                _mm512_store_si512((void *)(U + 128 * i), _mm512_and_si512(v, m4));
+                _mm512_store_si512((void *)(U + 128 * i + 64), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for (int64_t i = 0; i < (n1 - n0) * ng; i++) { wsf[i] = h2f(sc[n0 * ng + i]); wmf[i] = h2f(mn[n0 * ng + i]); }
+            /* tokens outer: a tile's activations stay in L1 while the block's weights stream from L2 */
+            for (int64_t m0 = 0; m0 < M; m0 += PT) {
+                const int64_t rest = M - m0;
+                for (int64_t n = n0; n < n1; n += 4) {
+                    const int8_t *Ur = U + (n - n0) * K;
+                    const float *ws = wsf + (n - n0) * ng, *wm = wmf + (n - n0) * ng;
+#define PF(mt) prefill_tile(Ur, ws, wm, K, N, a + m0 * K, xs + m0 * ng, xsum + m0 * ng, bias, y + m0 * N, n, mt)
+                    switch (rest < PT ? rest : PT) {
+                    case 1: PF(1); break; case 2: PF(2); break; case 3: PF(3); break;
+                    default: PF(PT); break;
+                    }
+#undef PF
+                }
+            }
+        }
+        free(U); free(wsf); free(wmf);
+    }
+    return err;
+}
+
 static int lanes_mm(const int8_t *xq, const float *xs, const float *xsum, int64_t M, int64_t K,
                     const uint8_t *qw, const uint16_t *sc, const uint16_t *mn, int64_t N,
                     const float *bias, float *y, int threads) {
     const int64_t ng = K / G;
     int8_t *a = (int8_t *)malloc((size_t)(M * K));
     if (!a) return -2;
+#pragma omp parallel for num_threads(threads) schedule(static) if (M * K >= 65536)
     for (int64_t m = 0; m < M; m++) to_lanes(xq + m * K, K, a + m * K);
+    if (M >= prefill_min) {
+        int rc = lanes_prefill(a, xs, xsum, M, K, qw, sc, mn, N, bias, y, threads);
+        free(a);
+        return rc;
+    }
 #define LANES_ONE(n0, n1) lanes_rows(qw, sc, mn, K, a, xs, xsum, bias, y, n0, n1)
 #define LANES_TILE(t0, n0, n1, mt) \
     lanes_tile(qw, sc, mn, K, N, a + (t0) * K, xs + (t0) * ng, xsum + (t0) * ng, bias, y + (t0) * N, n0, n1, mt)
@@ -382,6 +519,7 @@ int santa_int4_mm(const float *x, int64_t M, int64_t K, const uint8_t *qw, const
     int8_t *xq = (int8_t *)malloc((size_t)(M * K));
     float *xs = (float *)malloc(sizeof(float) * (size_t)(M * ng)), *xsum = (float *)malloc(sizeof(float) * (size_t)(M * ng));
     if (!xq || !xs || !xsum) { free(xq); free(xs); free(xsum); return -2; }
+#pragma omp parallel for num_threads(threads) schedule(static) if (M * K >= 65536)
     for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, xq + m * K, xs + m * ng, xsum + m * ng);
     int rc = 0;
 #ifdef HAVE_LANES
@@ -440,6 +578,13 @@ static void gelu_tanh(float *x, int64_t n) {  /* 0.5 x (1 + tanh(sqrt(2/pi) (x +
         const float v = x[i], u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
         x[i] = v - v / (1.f + fexp(2.f * u));  /* = 0.5 v (1 + tanh u) */
     }
+}
+
+/* x [n] (in/out) through gelu_tanh on `threads` threads: MLP.gelu for int4 models (fused.attach). */
+void santa_gelu(float *x, int64_t n, int threads) {
+    const int64_t step = 16384, nb = (n + step - 1) / step;
+#pragma omp parallel for num_threads(threads) schedule(static) if (nb > 1)
+    for (int64_t b = 0; b < nb; b++) gelu_tanh(x + b * step, (b + 1) * step < n ? step : n - b * step);
 }
 
 /* Multi-query attention of one token over keys/values [S, D] for heads [h0, h1) of q [H*D]:
@@ -663,6 +808,10 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_int8_mm.restype = ctypes.c_int
     lib.santa_int8_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.santa_gelu.restype = None
+    lib.santa_gelu.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.santa_int4_set_prefill_min.restype = ctypes.c_int
+    lib.santa_int4_set_prefill_min.argtypes = [ctypes.c_int]
     lib.santa_int4_lanes.restype = ctypes.c_int
     lib.santa_int4_lanes.argtypes = [ctypes.c_int64]
     if lib.santa_int4_isa() == 0:
@@ -767,3 +916,12 @@ def int8_mm(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, rowsum:
     if rc != 0:
         raise RuntimeError(f"santa_int8_mm failed ({rc})")
     return y.reshape(*x.shape[:-1], n)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU (tanh approximation) of x, in place where x is a contiguous fp32 tensor (then x is
+    returned), through the native kernel; anything else goes to torch. native_lib() must not be None."""
+    if x.dtype != torch.float32 or not x.is_contiguous() or x.requires_grad:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+    native_lib().santa_gelu(x.data_ptr(), x.numel(), torch.get_num_threads())
+    return x

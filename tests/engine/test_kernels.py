@@ -37,7 +37,9 @@ def test_quantize_int4_roundtrip_is_within_half_a_step():
 
 
 @needs_native
-@pytest.mark.parametrize("rows", [1, 5, 37])  # decode, a speculative verify, a prefill chunk (token tiles of 4)
+# decode, a speculative verify, prefill chunks (from 24 rows: the weights unpacked once per 64-row
+# block, tiles of 4 tokens in assembly and a tail of 1)
+@pytest.mark.parametrize("rows", [1, 5, 37, 64])
 @pytest.mark.parametrize("k", [384, 2048])  # the pair layout; the lanes layout where AVX512-VNNI runs
 def test_native_matches_dequantized_product(rows, k):
     gen = torch.Generator().manual_seed(rows)
@@ -352,3 +354,16 @@ def test_native_int8_matches_the_dequantized_product_and_fbgemm(rows):
     assert torch.equal(y.argmax(-1), ref.argmax(-1))
     again = Int8Linear.from_int8(qn, sn, bias, native=True)  # as the quantized cache rebuilds it
     assert torch.equal(again(x), y)
+
+
+@needs_native
+def test_native_gelu_matches_torch():
+    """MLP.gelu of int4 models (fused.attach): in place, equal to torch's tanh GELU to rounding."""
+    x = torch.randn(3, 40000, generator=torch.Generator().manual_seed(0)) * 4
+    x[0, :4] = torch.tensor([0.0, -100.0, 100.0, 1e-30])
+    ref = torch.nn.functional.gelu(x, approximate="tanh")
+    y = kernels.gelu_tanh(x)
+    assert y is x
+    assert (y - ref).abs().max() < 2e-6
+    half = torch.randn(8, 8).half()  # not fp32: torch's
+    assert torch.equal(kernels.gelu_tanh(half), torch.nn.functional.gelu(half, approximate="tanh"))
