@@ -32,6 +32,10 @@ FIM_ORDERS = ("spm", "psm")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "int8", "int4")
 AUTO_LATENCY_MS = 1000  # maxLatencyMs -1 on CPU
+# contextBudget 0 for a big model (SantaCoder) on this machine's CPU: a prompt the cache cannot
+# reuse (a new file, the cursor moved elsewhere) prefills at ~150-200 tokens/s on 2 cores, so a
+# 1,024-token prompt costs ~5-7 s where the full 1,984 would cost ~10-13 s (benchmarks/NOTES.md).
+AUTO_CPU_BUDGET = 1024
 
 _SPEC = "santa"  # the metadata key of a field's Spec
 
@@ -106,7 +110,8 @@ class Options:
     fim_order: str = field(default="spm", metadata=option(
         "prompt order: `spm` keeps the KV cache valid while typing; `psm` is the classic one", choices=FIM_ORDERS))
     context_budget: int = field(default=0, metadata=option(
-        "prompt tokens (before + after the cursor); 0: the model's context minus `maxNewTokens`",
+        "prompt tokens (before + after the cursor); 0: automatic (the model's context minus `maxNewTokens`; "
+        "at most 1024 for a model of 300M+ parameters on this machine's CPU, whose cold prompts take seconds)",
         bounds=(0, 1 << 20)))
     suffix_share: float = field(default=0.25, metadata=option(
         "share of the prompt budget kept for the text after the cursor when both sides are long",
@@ -169,9 +174,13 @@ class Options:
             return AUTO_LATENCY_MS if local_cpu else 0
         return self.max_latency_ms
 
-    def effective_budget(self, n_positions: int) -> int:
+    def effective_budget(self, n_positions: int, slow_cpu: bool = False) -> int:
+        """Prompt tokens: `context_budget`, with 0 resolved to the model's room, capped at
+        AUTO_CPU_BUDGET when `slow_cpu` (an interactive big model on this machine's CPU)."""
         room = n_positions - self.max_new_tokens
-        return room if self.context_budget <= 0 else min(self.context_budget, room)
+        if self.context_budget > 0:
+            return min(self.context_budget, room)
+        return min(room, AUTO_CPU_BUDGET) if slow_cpu else room
 
 
 def _snake(key: str) -> str:

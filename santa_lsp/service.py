@@ -21,6 +21,7 @@ from santa_lsp import postprocess
 from santa_lsp.config import Options
 from santa_lsp.engine import Engine, GenerationParams
 from santa_lsp.engine.generate import GenerationResult, StopReason
+from santa_lsp.engine.load import AUTO_QUANTIZE_PARAMS
 from santa_lsp.errors import InvalidPosition
 from santa_lsp.prompt import PromptBuilder
 from santa_lsp.stats import Stats
@@ -142,7 +143,7 @@ class CompletionService:
                    opts: Options, postprocessing: bool, reuse: bool, t0: float) -> Suggestion | None:
         """Prompt -> engine -> post-processing; None when cancelled."""
         with self._lock:
-            budget = opts.effective_budget(self.engine.n_positions)
+            budget = opts.effective_budget(self.engine.n_positions, self._slow_cpu())
             prompt = self.prompts.build(text, cursor, budget, opts.fim_order, opts.suffix_share, doc,
                                         heal=opts.token_healing)
         t1 = time.perf_counter()
@@ -198,6 +199,11 @@ class CompletionService:
         self.counters.add("reused_tokens", result.reused_tokens)
         self.counters.add("computed_tokens", result.computed_tokens)
         self.counters.add("generated_tokens", result.generated_tokens)
+
+    def _slow_cpu(self) -> bool:
+        """Whether an automatic context budget applies: a big model (the size from which `dtype:
+        auto` quantizes) in an interactive service on this machine's CPU."""
+        return self._local_cpu() and self.engine.model.config.n_params() >= AUTO_QUANTIZE_PARAMS
 
     def _local_cpu(self) -> bool:
         """Whether an automatic time limit applies: an interactive service whose model runs on

@@ -57,3 +57,44 @@ def test_automatic_limit_only_for_interactive_services(engine):
 
     assert CompletionService(engine, Options(), interactive=True)._local_cpu()
     assert not CompletionService(engine, Options())._local_cpu()  # evaluation, benchmarks: no limit
+
+
+def test_automatic_context_budget_values():
+    """contextBudget 0: the model's room, capped at AUTO_CPU_BUDGET for a big model on this CPU."""
+    from santa_lsp.config import AUTO_CPU_BUDGET
+
+    assert AUTO_CPU_BUDGET == 1024
+    assert Options().effective_budget(2048) == 2048 - 64
+    assert Options().effective_budget(2048, slow_cpu=True) == 1024
+    assert Options(max_new_tokens=1024).effective_budget(2048, slow_cpu=True) == 1024
+    assert Options(max_new_tokens=1500).effective_budget(2048, slow_cpu=True) == 548  # the room is smaller
+    assert Options(context_budget=1500).effective_budget(2048, slow_cpu=True) == 1500  # set: kept
+    assert Options(context_budget=4000).effective_budget(2048) == 1984
+
+
+@needs_bundled
+def test_big_models_on_the_cpu_get_a_shorter_automatic_prompt(engine, monkeypatch):
+    """The real service on a long file: the interactive service of a model at the size `dtype:
+    auto` quantizes prompts with at most AUTO_CPU_BUDGET tokens; evaluation (not interactive), a
+    small model or a set budget are not capped. The bundled model stands in for the big one (its
+    context is 1,024 tokens: the threshold and the cap are lowered to fit it)."""
+    from santa_lsp import config as config_mod
+    from santa_lsp import service as service_mod
+    from santa_lsp.service import CompletionService
+
+    text = "".join(f"def helper_{i}(value, scale={i}):\n    return value * scale + {i}\n\n\n" for i in range(150))
+    cursor = text.index("def helper_75")
+
+    def prompt_tokens(svc):
+        got = svc.complete(text, cursor, doc="long.py", typeahead=False)
+        assert got is not None and got.generation is not None
+        return got.generation.prompt_tokens
+
+    opts = Options(model="bundled", max_new_tokens=4)
+    monkeypatch.setattr(config_mod, "AUTO_CPU_BUDGET", 400)
+    small = prompt_tokens(CompletionService(engine, opts, interactive=True))
+    assert small > 600  # a small model: the whole room
+    monkeypatch.setattr(service_mod, "AUTO_QUANTIZE_PARAMS", 0)
+    assert 300 < prompt_tokens(CompletionService(engine, opts, interactive=True)) <= 400
+    assert prompt_tokens(CompletionService(engine, opts)) == small
+    assert prompt_tokens(CompletionService(engine, dataclasses.replace(opts, context_budget=600), interactive=True)) > 400
