@@ -36,6 +36,13 @@ _C_SOURCE = r"""
 #include <string.h>
 #include <math.h>
 #include <stdlib.h>
+#include <omp.h>
+#include <sched.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -587,29 +594,124 @@ void santa_gelu(float *x, int64_t n, int threads) {
     for (int64_t b = 0; b < nb; b++) gelu_tanh(x + b * step, (b + 1) * step < n ? step : n - b * step);
 }
 
+#if defined(__AVX512F__)
+static inline __m512 vexp(__m512 x) {  /* fexp on 16 lanes */
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(87.f));
+    const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    const __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, r), _mm512_set1_ps(0.69314718055994531f));
+    __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.00138888892f), _mm512_set1_ps(0.00833333377f));
+    p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.0416666679f));
+    p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.166666672f));
+    p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(p, r);
+}
+
+/* The 8 sums of 8 vectors, in order. */
+static inline __m256 hsum8(const __m512 v[8]) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_add_ps(_mm512_castps512_ps256(v[i]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)));
+    const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
+    const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(r[4], r[5]), _mm256_hadd_ps(r[6], r[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+static inline __m512 dup8(__m256 x) {  /* [x | x] */
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)), _mm256_castps_pd(x), 1));
+}
+
+/* attend_heads for D = 16 * nd (nd <= 16), 8 heads at a time (a missing head repeats the last
+   one; its results are dropped), inlined with a constant nd where it is 8 (D 128, SantaCoder's)
+   so that a row's vectors stay in registers. Scores p[s][8]: each K row loaded once per 8 heads,
+   their 8 dot products reduced together. Softmax: two rows (16 scores) per vector. Values: 32
+   dimensions at a time, 16 sums in registers while the rows stream once per pair of vectors
+   rather than once per head (V, 512 KB per layer at 1,000 rows, comes from L2).
+   Returns -2 when out of memory. */
+static inline __attribute__((always_inline)) int attend_heads16(
+        const float *q, const float *K, const float *V, int64_t S, int64_t h0, int64_t h1,
+        float *out, const int64_t nd) {
+    const int64_t D = 16 * nd, nh = h1 - h0;
+    const float scale = 1.f / sqrtf((float)D);
+    float *p = (float *)malloc(sizeof(float) * (size_t)(8 * S + 16));
+    if (!p) return -2;
+    for (int64_t hg = 0; hg < nh; hg += 8) {
+        const int64_t hn = nh - hg < 8 ? nh - hg : 8;
+        const float *qh[8];
+        for (int h = 0; h < 8; h++) qh[h] = q + (h0 + hg + (h < hn ? h : hn - 1)) * D;
+        const __m256 vscale = _mm256_set1_ps(scale);
+        for (int64_t s = 0; s < S; s++) {
+            __m512 k[16], acc[8];
+            for (int64_t c = 0; c < nd; c++) k[c] = _mm512_loadu_ps(K + s * D + 16 * c);
+            for (int h = 0; h < 8; h++) {
+                acc[h] = _mm512_mul_ps(k[0], _mm512_loadu_ps(qh[h]));
+                for (int64_t c = 1; c < nd; c++) acc[h] = _mm512_fmadd_ps(k[c], _mm512_loadu_ps(qh[h] + 16 * c), acc[h]);
+            }
+            _mm256_storeu_ps(p + 8 * s, _mm256_mul_ps(hsum8(acc), vscale));
+        }
+        /* softmax over s for each head, two rows per vector (the last, odd one masked) */
+        const int64_t S2 = S & ~(int64_t)1;
+        const __mmask16 tail = 0x00ff;
+        __m512 vm = _mm512_set1_ps(-INFINITY);
+        for (int64_t s = 0; s < S2; s += 2) vm = _mm512_max_ps(vm, _mm512_loadu_ps(p + 8 * s));
+        if (S & 1) vm = _mm512_mask_max_ps(vm, tail, vm, _mm512_maskz_loadu_ps(tail, p + 8 * S2));
+        const __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(vm), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vm), 1)));
+        const __m512 mx = dup8(m8);
+        __m512 vs = _mm512_setzero_ps();
+        for (int64_t s = 0; s < S2; s += 2) {
+            const __m512 e = vexp(_mm512_sub_ps(_mm512_loadu_ps(p + 8 * s), mx));
+            _mm512_storeu_ps(p + 8 * s, e);
+            vs = _mm512_add_ps(vs, e);
+        }
+        if (S & 1) {
+            const __m512 e = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + 8 * S2), mx));
+            _mm512_mask_storeu_ps(p + 8 * S2, tail, e);
+            vs = _mm512_mask_add_ps(vs, tail, vs, e);
+        }
+        const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(vs), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vs), 1)));
+        const __m512 inv = dup8(_mm256_div_ps(_mm256_set1_ps(1.f), s8));
+        for (int64_t s = 0; s < S2; s += 2) _mm512_storeu_ps(p + 8 * s, _mm512_mul_ps(_mm512_loadu_ps(p + 8 * s), inv));
+        if (S & 1) _mm512_mask_storeu_ps(p + 8 * S2, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + 8 * S2), inv));
+        /* values */
+        for (int64_t c = 0; c < nd; c += 2) {
+            const int two = c + 1 < nd;
+            __m512 a[8][2];
+            for (int h = 0; h < 8; h++) { a[h][0] = _mm512_setzero_ps(); a[h][1] = _mm512_setzero_ps(); }
+            const float *vc = V + 16 * c;
+            for (int64_t s = 0; s < S; s++, vc += D) {
+                const __m512 v0 = _mm512_loadu_ps(vc), v1 = two ? _mm512_loadu_ps(vc + 16) : v0;
+                for (int h = 0; h < 8; h++) {
+                    const __m512 w = _mm512_set1_ps(p[8 * s + h]);
+                    a[h][0] = _mm512_fmadd_ps(w, v0, a[h][0]);
+                    a[h][1] = _mm512_fmadd_ps(w, v1, a[h][1]);
+                }
+            }
+            for (int64_t h = 0; h < hn; h++) {
+                float *o = out + (h0 + hg + h) * D + 16 * c;
+                _mm512_storeu_ps(o, a[h][0]);
+                if (two) _mm512_storeu_ps(o + 16, a[h][1]);
+            }
+        }
+    }
+    free(p);
+    return 0;
+}
+#endif
+
 /* Multi-query attention of one token over keys/values [S, D] for heads [h0, h1) of q [H*D]:
    scores, softmax, weighted values into out [H*D]; sc holds (h1 - h0) * S floats. Each K and V
    row is read once for all of these heads (reading them once per head streamed K and V from L3
    16 times per layer: slower than the weights). */
 static void attend_heads(const float *q, const float *K, const float *V, int64_t S, int64_t D,
                          int64_t h0, int64_t h1, float *sc, float *out) {
+#if defined(__AVX512F__)
+    if (D == 128 && attend_heads16(q, K, V, S, h0, h1, out, 8) == 0) return;
+    if (D % 16 == 0 && D <= 256 && attend_heads16(q, K, V, S, h0, h1, out, D / 16) == 0) return;
+#endif
     const float scale = 1.f / sqrtf((float)D);
     const int64_t nh = h1 - h0;
-#if defined(__AVX512F__)
-    if (D % 16 == 0 && D <= 256) {
-        const int64_t nd = D / 16;
-        for (int64_t s = 0; s < S; s++) {
-            __m512 k[16];
-            for (int64_t c = 0; c < nd; c++) k[c] = _mm512_loadu_ps(K + s * D + 16 * c);
-            for (int64_t h = 0; h < nh; h++) {
-                const float *qh = q + (h0 + h) * D;
-                __m512 acc = _mm512_mul_ps(k[0], _mm512_loadu_ps(qh));
-                for (int64_t c = 1; c < nd; c++) acc = _mm512_fmadd_ps(k[c], _mm512_loadu_ps(qh + 16 * c), acc);
-                sc[h * S + s] = _mm512_reduce_add_ps(acc) * scale;
-            }
-        }
-    } else
-#endif
     for (int64_t s = 0; s < S; s++)
         for (int64_t h = 0; h < nh; h++) {
             const float *qh = q + (h0 + h) * D;
@@ -655,39 +757,166 @@ static void attend(const float *q, const float *K, const float *V, int64_t M, in
     }
 }
 
-/* x [M, C] (in/out): M tokens at positions pos..pos+M-1 through n_layer blocks, each seeing
-   itself and what precedes it; K/V caches [n_layer, max_len, D] get rows pos..pos+M-1 written.
-   Returns 0, or the first santa_int4_mm error, or -2 when out of memory. */
+/* A barrier for the threads of one step: waiters spin briefly (the phases of a step are
+   microseconds apart), then sleep on a futex, so that a thread whose peer was preempted by
+   another process does not hold a core spinning. libgomp's passive waits (santa_lsp/__init__)
+   cost a futex wake-up per parallel region instead: ~120 regions per 1.1B step, 25 against 37 ms
+   per step on a 2-core Xeon VM. */
+typedef struct { int count, gen, sleeping; } santa_bar_t;
+#define BAR_SPIN 4000
+static void bar_wait(santa_bar_t *b, int n) {
+    if (n == 1) return;
+    const int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == n) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleeping, __ATOMIC_SEQ_CST)) {
+            __atomic_store_n(&b->sleeping, 0, __ATOMIC_RELAXED);
+#ifdef __linux__
+            syscall(SYS_futex, &b->gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+#endif
+        }
+        return;
+    }
+    for (int i = 0; i < BAR_SPIN; i++) {
+        if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen) return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
+        __atomic_store_n(&b->sleeping, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) != gen) break;
+#ifdef __linux__
+        syscall(SYS_futex, &b->gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
+#else
+        sched_yield();
+#endif
+    }
+}
+
+/* Activations of one matmul, quantized once per step phase and shared by the threads. */
+typedef struct { int8_t *xq, *a; float *xs, *xsum; } santa_act_t;
+
+/* Rows m = tid, tid + nt, ... of x [M, K] quantized (and put in the lanes layout where K has it). */
+static void act_share(int tid, int nt, const float *x, int64_t M, int64_t K, const santa_act_t *A) {
+    const int64_t ng = K / G;
+    for (int64_t m = tid; m < M; m += nt) {
+        quantize_row(x + m * K, K, A->xq + m * K, A->xs + m * ng, A->xsum + m * ng);
+#ifdef HAVE_LANES
+        if (santa_int4_lanes(K)) to_lanes(A->xq + m * K, K, A->a + m * K);
+#endif
+    }
+}
+
+/* This thread's share (the blocks of 64 rows an OpenMP static schedule gives it) of
+   y [M, N] = x @ W^T + bias, for M <= 16 (no prefill path), x quantized by act_share. */
+static void mm_share(int tid, int nt, const santa_act_t *A, int64_t M, int64_t K, const uint8_t *qw,
+                     const uint16_t *sc, const uint16_t *mn, int64_t N, const float *bias, float *y) {
+    const int64_t ng = K / G, nrb = (N + 63) / 64;
+    const int64_t q0 = nrb / nt, r0 = nrb % nt;
+    const int64_t b0 = tid * q0 + (tid < r0 ? tid : r0), b1 = b0 + q0 + (tid < r0);
+    const float *xs = A->xs, *xsum = A->xsum;
+    for (int64_t b_ = b0; b_ < b1; b_++) {
+        const int64_t n0 = b_ * 64, n1 = n0 + 64 < N ? n0 + 64 : N;
+#ifdef HAVE_LANES
+        if (santa_int4_lanes(K)) {
+            const int8_t *a = A->a;
+            if (M == 1) { LANES_ONE(n0, n1); continue; }
+            for (int64_t t0 = 0; t0 < M; t0 += MT) {
+                switch (M - t0 < MT ? (int)(M - t0) : MT) {
+                case 1: LANES_TILE(t0, n0, n1, 1); break;
+                case 2: LANES_TILE(t0, n0, n1, 2); break;
+                case 3: LANES_TILE(t0, n0, n1, 3); break;
+                default: LANES_TILE(t0, n0, n1, 4); break;
+                }
+            }
+            continue;
+        }
+#endif
+        const int8_t *xq = A->xq;
+        if (M == 1) { ROWS_ONE(n0, n1); continue; }
+        for (int64_t t0 = 0; t0 < M; t0 += MT) {
+            switch (M - t0 < MT ? (int)(M - t0) : MT) {
+            case 1: ROWS_TILE(t0, n0, n1, 1); break;
+            case 2: ROWS_TILE(t0, n0, n1, 2); break;
+            case 3: ROWS_TILE(t0, n0, n1, 3); break;
+            default: ROWS_TILE(t0, n0, n1, 4); break;
+            }
+        }
+    }
+}
+
+/* x [M, C] (in/out): M <= 16 tokens at positions pos..pos+M-1 through n_layer blocks, each
+   seeing itself and what precedes it; K/V caches [n_layer, max_len, D] get rows pos..pos+M-1
+   written. One parallel region for the whole step: the threads split each matmul's rows and
+   the attention's heads, and meet at bar_wait between phases; the small row-wise work (norms,
+   residuals, the cache write) runs on thread 0. Returns 0, -1 for shapes the kernel does not
+   take, or -2 when out of memory. */
 int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, int64_t F, float eps,
                         const santa_layer_t *layers, int64_t n_layer,
                         float *kc, float *vc, int64_t max_len, int64_t pos, int threads) {
-    const int64_t Q = C + 2 * D;
-    float *buf = (float *)malloc(sizeof(float) * (size_t)(M * (C + Q + C + C + F + H * (pos + M))));
-    if (!buf) return -2;
+    const int64_t Q = C + 2 * D, KM = C > F ? C : F;
+    if (M > 16 || C % (2 * G) || F % (2 * G) || Q % 4 || C % 4 || F % 4) return -1;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(M * (C + Q + C + C + F + H * (pos + M)) + 2 * M * (KM / G)));
+    int8_t *q8 = (int8_t *)malloc((size_t)(2 * M * KM));
+    if (!buf || !q8) { free(buf); free(q8); return -2; }
     float *h = buf, *qkv = h + M * C, *q = qkv + M * Q, *att = q + M * C, *ff = att + M * C, *scores = ff + M * F;
+    santa_act_t A = {q8, q8 + M * KM, scores + M * H * (pos + M), scores + M * H * (pos + M) + M * (KM / G)};
     float *proj = h;  /* h is free again once its matmul ran */
-    int rc = 0;
-    for (int64_t l = 0; l < n_layer && rc == 0; l++) {
-        const santa_layer_t *L = layers + l;
-        float *K = kc + l * max_len * D, *V = vc + l * max_len * D;
-        for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln1_w, L->ln1_b, eps, h + m * C);
-        if ((rc = santa_int4_mm(h, M, C, L->qw[0], L->sc[0], L->mn[0], Q, L->bias[0], qkv, threads))) break;
-        for (int64_t m = 0; m < M; m++) {
-            memcpy(q + m * C, qkv + m * Q, sizeof(float) * (size_t)C);
-            memcpy(K + (pos + m) * D, qkv + m * Q + C, sizeof(float) * (size_t)D);
-            memcpy(V + (pos + m) * D, qkv + m * Q + C + D, sizeof(float) * (size_t)D);
+    santa_bar_t bar = {0, 0, 0};
+    const int nt = threads < 1 ? 1 : threads;
+    const int64_t groups = nt < H ? nt : H, stride = pos + M;
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), n = omp_get_num_threads();
+        for (int64_t l = 0; l < n_layer; l++) {
+            const santa_layer_t *L = layers + l;
+            float *K = kc + l * max_len * D, *V = vc + l * max_len * D;
+            if (tid == 0)
+                for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln1_w, L->ln1_b, eps, h + m * C);
+            bar_wait(&bar, n);
+            act_share(tid, n, h, M, C, &A);
+            bar_wait(&bar, n);
+            mm_share(tid, n, &A, M, C, L->qw[0], L->sc[0], L->mn[0], Q, L->bias[0], qkv);
+            bar_wait(&bar, n);
+            if (tid == 0)
+                for (int64_t m = 0; m < M; m++) {
+                    memcpy(q + m * C, qkv + m * Q, sizeof(float) * (size_t)C);
+                    memcpy(K + (pos + m) * D, qkv + m * Q + C, sizeof(float) * (size_t)D);
+                    memcpy(V + (pos + m) * D, qkv + m * Q + C + D, sizeof(float) * (size_t)D);
+                }
+            bar_wait(&bar, n);
+            for (int64_t t = tid; t < M * groups; t += n) {
+                const int64_t m = t / groups, g = t % groups;
+                const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups;
+                attend_heads(q + m * H * D, K, V, pos + m + 1, D, h0, h1, scores + (m * H + h0) * stride, att + m * H * D);
+            }
+            bar_wait(&bar, n);
+            act_share(tid, n, att, M, C, &A);
+            bar_wait(&bar, n);
+            mm_share(tid, n, &A, M, C, L->qw[1], L->sc[1], L->mn[1], C, L->bias[1], proj);
+            bar_wait(&bar, n);
+            if (tid == 0) {
+                for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
+                for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln2_w, L->ln2_b, eps, h + m * C);
+            }
+            bar_wait(&bar, n);
+            act_share(tid, n, h, M, C, &A);
+            bar_wait(&bar, n);
+            mm_share(tid, n, &A, M, C, L->qw[2], L->sc[2], L->mn[2], F, L->bias[2], ff);
+            bar_wait(&bar, n);
+            for (int64_t m = tid; m < M; m += n) gelu_tanh(ff + m * F, F);
+            act_share(tid, n, ff, M, F, &A);  /* the same rows: no barrier between */
+            bar_wait(&bar, n);
+            mm_share(tid, n, &A, M, F, L->qw[3], L->sc[3], L->mn[3], C, L->bias[3], proj);
+            bar_wait(&bar, n);
+            if (tid == 0)
+                for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
         }
-        attend(q, K, V, M, pos, H, D, scores, att, threads);
-        if ((rc = santa_int4_mm(att, M, C, L->qw[1], L->sc[1], L->mn[1], C, L->bias[1], proj, threads))) break;
-        for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
-        for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln2_w, L->ln2_b, eps, h + m * C);
-        if ((rc = santa_int4_mm(h, M, C, L->qw[2], L->sc[2], L->mn[2], F, L->bias[2], ff, threads))) break;
-        gelu_tanh(ff, M * F);
-        if ((rc = santa_int4_mm(ff, M, F, L->qw[3], L->sc[3], L->mn[3], C, L->bias[3], proj, threads))) break;
-        for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
     }
-    free(buf);
-    return rc;
+    free(buf); free(q8);
+    return 0;
 }
 
 /* ---- int8 weights for the lm_head of an int4 model (AVX512-VNNI only) ----
