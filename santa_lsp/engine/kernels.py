@@ -61,6 +61,23 @@ static inline float h2f(uint16_t h) {
 
 /* x [K] fp32 -> xq [K] int8, xs[g] = scale, xsum[g] = exact group sum. */
 static void quantize_row(const float *x, int64_t K, int8_t *xq, float *xs, float *xsum) {
+#if defined(__AVX512F__)
+    /* 16 lanes at a time (vcvtps2dq rounds half to even, as nearbyintf; the group sum in another order) */
+    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int64_t g = 0; g < K / G; g++) {
+        const float *xg = x + g * G;
+        __m512 v[4], am = _mm512_setzero_ps();
+        for (int i = 0; i < 4; i++) { v[i] = _mm512_loadu_ps(xg + 16 * i); am = _mm512_max_ps(am, _mm512_and_ps(v[i], sign)); }
+        const float amax = _mm512_reduce_max_ps(am);
+        const float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3])));
+        const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+        const __m512 vid = _mm512_set1_ps(id);
+        for (int i = 0; i < 4; i++)
+            _mm_storeu_si128((__m128i *)(xq + g * G + 16 * i), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v[i], vid))));
+        xs[g] = d; xsum[g] = sum;
+    }
+    return;
+#endif
     for (int64_t g = 0; g < K / G; g++) {
         const float *xg = x + g * G; float amax = 0.f, sum = 0.f;
         for (int j = 0; j < G; j++) { float a = fabsf(xg[j]); amax = a > amax ? a : amax; sum += xg[j]; }
