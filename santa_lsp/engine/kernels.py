@@ -942,6 +942,15 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
    activations quantized symmetric per token to int8 and offset by 128 to the unsigned operand
    of vpdpbusd; rsum[n] (the row sums of W) takes the offset back out. Four rows at a time share
    each activation load; the rows of W are split across threads in blocks of 64. */
+/* out[n] = sum of row n of q [N, K] (int8_mm's offset correction), without a wider copy of q. */
+void santa_int8_rowsum(const int8_t *q, int64_t N, int64_t K, int32_t *out) {
+    for (int64_t n = 0; n < N; n++) {
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; k++) sum += q[n * K + k];
+        out[n] = sum;
+    }
+}
+
 #ifdef HAVE_LANES
 int santa_int8_mm(const float *x, int64_t M, int64_t K, const int8_t *qw, const float *ws, const int32_t *rsum,
                   int64_t N, const float *bias, float *y, int threads) {
@@ -1054,6 +1063,8 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_int8_mm.restype = ctypes.c_int
     lib.santa_int8_mm.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.santa_int8_rowsum.restype = None
+    lib.santa_int8_rowsum.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     lib.santa_gelu.restype = None
     lib.santa_gelu.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     lib.santa_int4_set_prefill_min.restype = ctypes.c_int
@@ -1146,6 +1157,15 @@ def native_int8() -> bool:
     CPU has AVX512-VNNI (the AVX2 byte products would saturate on unsigned x signed int8)."""
     lib = native_lib() if native_enabled() else None
     return lib is not None and lib.santa_int4_isa() == 512
+
+
+def int8_rowsum(q: torch.Tensor) -> torch.Tensor:
+    """int32 row sums of a contiguous int8 [N, K] (torch's sum with dtype=int32 first makes an
+    int32 copy of its input: 400 MB for SantaCoder's lm_head). native_lib() must not be None."""
+    q = q.contiguous()
+    out = torch.empty(q.shape[0], dtype=torch.int32)
+    native_lib().santa_int8_rowsum(q.data_ptr(), q.shape[0], q.shape[1], out.data_ptr())
+    return out
 
 
 def int8_mm(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, rowsum: torch.Tensor,

@@ -367,3 +367,22 @@ def test_native_gelu_matches_torch():
     assert (y - ref).abs().max() < 2e-6
     half = torch.randn(8, 8).half()  # not fp32: torch's
     assert torch.equal(kernels.gelu_tanh(half), torch.nn.functional.gelu(half, approximate="tanh"))
+
+
+@needs_native
+def test_int4_and_int8_layers_quantize_in_row_slices_with_the_same_result():
+    """Int4Linear and Int8Linear quantize big layers in slices of rows (a lower first-load
+    peak); a layer crossing slice boundaries gets what the whole matrix quantized at once gets."""
+    from santa_lsp.engine import quantize
+    from santa_lsp.engine.quantize import Int8Linear
+
+    w = torch.randn(2 * quantize._ROWS + 4, 256, generator=torch.Generator().manual_seed(3)) * 0.02
+    lin = Int4Linear(w, None)
+    q, scale, mins = kernels.quantize_int4(w)
+    assert torch.equal(lin.packed, kernels.pack_native(q))
+    assert torch.equal(lin.scale, scale) and torch.equal(lin.mins, mins)
+    q8, s8, _ = Int8Linear(w, None).int8()
+    whole = torch.quantize_per_channel(w, (w.abs().amax(1).clamp(min=1e-8) / 127).double(),
+                                       torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+    assert torch.equal(q8, whole.int_repr())
+    assert torch.allclose(s8, whole.q_per_channel_scales().float())
