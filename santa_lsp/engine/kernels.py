@@ -145,6 +145,11 @@ static inline acc_t dot(acc_t acc, blk_t b, const int8_t *a, const float *rs) {
 }
 static inline float acc_sum(acc_t a) { return a; }
 #endif
+/* From this many tokens, a lanes-layout matmul takes the prefill path (lanes_prefill); a setter
+   for A/B timings. Defined on every machine, used where AVX512-VNNI runs. */
+static int prefill_min = 24;
+int santa_int4_set_prefill_min(int m) { int old = prefill_min; prefill_min = m; return old; }
+
 /* Integer dot of one 64-byte packed block (two groups: low nibbles = group 2p, high = 2p+1)
    with the int8 activations of those two groups, scaled by rs[0], rs[1]. */
 static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
@@ -377,8 +382,6 @@ static inline __attribute__((always_inline)) void lanes_tile(
    tiles of PT tokens x 4 rows. With no unpacking left in the inner loop, it is int8 dot products
    (memory operands from L1/L2) and, once per chunk of 16 groups, the fp32 scaling. */
 #define PT 4
-static int prefill_min = 24;  /* tokens from which a call takes this path (santa_int4_set_prefill_min) */
-int santa_int4_set_prefill_min(int m) { int old = prefill_min; prefill_min = m; return old; }
 
 /* One chunk (16 groups, 8 steps) of a full 4-row x 4-token tile in inline assembly: gcc 12 kept
    the 16 int32 sums of the intrinsics version in registers only by copying them around and
@@ -640,24 +643,35 @@ static inline __m512 dup8(__m256 x) {  /* [x | x] */
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(x)), _mm256_castps_pd(x), 1));
 }
 
-/* attend_heads for D = 16 * nd (nd <= 16), 8 heads at a time (a missing head repeats the last
-   one; its results are dropped), inlined with a constant nd where it is 8 (D 128, SantaCoder's)
-   so that a row's vectors stay in registers. Scores p[s][8]: each K row loaded once per 8 heads,
-   their 8 dot products reduced together. Softmax: two rows (16 scores) per vector. Values: 32
-   dimensions at a time, 16 sums in registers while the rows stream once per pair of vectors
-   rather than once per head (V, 512 KB per layer at 1,000 rows, comes from L2).
-   Returns -2 when out of memory. */
-static inline __attribute__((always_inline)) int attend_heads16(
-        const float *q, const float *K, const float *V, int64_t S, int64_t h0, int64_t h1,
-        float *out, const int64_t nd) {
-    const int64_t D = 16 * nd, nh = h1 - h0;
+#endif
+
+/* Attention of one token over rows [s0, s1) of keys/values [*, D], for the nh heads of q
+   [nh * D], as a part that attend_combine merges with the parts of the other rows (the threads
+   of a step split the rows: each reads its share of K and V once, for all heads): per head the
+   largest score mx[h], the sum sm[h] of exp(score - mx[h]) and out[h] = the exp-weighted sum of
+   the value rows. An empty range gives mx = -inf, sm = 0, out = 0. `p` is scratch of
+   max(nh, 8) * (s1 - s0) + 16 floats. */
+static inline void empty_part(int64_t nh, int64_t D, float *out, float *mx, float *sm) {
+    for (int64_t h = 0; h < nh; h++) { mx[h] = -INFINITY; sm[h] = 0.f; }
+    for (int64_t i = 0; i < nh * D; i++) out[i] = 0.f;
+}
+
+#if defined(__AVX512F__)
+/* The part for D = 16 * nd (nd <= 16), 8 heads at a time (a missing head repeats the last one;
+   its results are dropped), inlined with a constant nd where it is 8 (D 128, SantaCoder's) so
+   that a row's vectors stay in registers. Scores p[s][8]: each K row loaded once per 8 heads,
+   their 8 dot products reduced together. Softmax terms: two rows (16 scores) per vector.
+   Values: 32 dimensions at a time, 16 sums in registers while the rows stream once per pair of
+   vectors rather than once per head. */
+static inline __attribute__((always_inline)) void attend_part16(
+        const float *q, const float *K, const float *V, int64_t S, int64_t nh, float *p,
+        float *out, float *mxo, float *smo, const int64_t nd) {
+    const int64_t D = 16 * nd;
     const float scale = 1.f / sqrtf((float)D);
-    float *p = (float *)malloc(sizeof(float) * (size_t)(8 * S + 16));
-    if (!p) return -2;
     for (int64_t hg = 0; hg < nh; hg += 8) {
         const int64_t hn = nh - hg < 8 ? nh - hg : 8;
         const float *qh[8];
-        for (int h = 0; h < 8; h++) qh[h] = q + (h0 + hg + (h < hn ? h : hn - 1)) * D;
+        for (int h = 0; h < 8; h++) qh[h] = q + (hg + (h < hn ? h : hn - 1)) * D;
         const __m256 vscale = _mm256_set1_ps(scale);
         for (int64_t s = 0; s < S; s++) {
             __m512 k[16], acc[8];
@@ -668,7 +682,7 @@ static inline __attribute__((always_inline)) int attend_heads16(
             }
             _mm256_storeu_ps(p + 8 * s, _mm256_mul_ps(hsum8(acc), vscale));
         }
-        /* softmax over s for each head, two rows per vector (the last, odd one masked) */
+        /* exp(score - max) for each head, two rows per vector (the last, odd one masked) */
         const int64_t S2 = S & ~(int64_t)1;
         const __mmask16 tail = 0x00ff;
         __m512 vm = _mm512_set1_ps(-INFINITY);
@@ -688,9 +702,10 @@ static inline __attribute__((always_inline)) int attend_heads16(
             vs = _mm512_mask_add_ps(vs, tail, vs, e);
         }
         const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(vs), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vs), 1)));
-        const __m512 inv = dup8(_mm256_div_ps(_mm256_set1_ps(1.f), s8));
-        for (int64_t s = 0; s < S2; s += 2) _mm512_storeu_ps(p + 8 * s, _mm512_mul_ps(_mm512_loadu_ps(p + 8 * s), inv));
-        if (S & 1) _mm512_mask_storeu_ps(p + 8 * S2, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + 8 * S2), inv));
+        float m8a[8], s8a[8];
+        _mm256_storeu_ps(m8a, m8);
+        _mm256_storeu_ps(s8a, s8);
+        for (int64_t h = 0; h < hn; h++) { mxo[hg + h] = m8a[h]; smo[hg + h] = s8a[h]; }
         /* values */
         for (int64_t c = 0; c < nd; c += 2) {
             const int two = c + 1 < nd;
@@ -706,71 +721,64 @@ static inline __attribute__((always_inline)) int attend_heads16(
                 }
             }
             for (int64_t h = 0; h < hn; h++) {
-                float *o = out + (h0 + hg + h) * D + 16 * c;
+                float *o = out + (hg + h) * D + 16 * c;
                 _mm512_storeu_ps(o, a[h][0]);
                 if (two) _mm512_storeu_ps(o + 16, a[h][1]);
             }
         }
     }
-    free(p);
-    return 0;
 }
 #endif
 
-/* Multi-query attention of one token over keys/values [S, D] for heads [h0, h1) of q [H*D]:
-   scores, softmax, weighted values into out [H*D]; sc holds (h1 - h0) * S floats. Each K and V
-   row is read once for all of these heads (reading them once per head streamed K and V from L3
-   16 times per layer: slower than the weights). */
-static void attend_heads(const float *q, const float *K, const float *V, int64_t S, int64_t D,
-                         int64_t h0, int64_t h1, float *sc, float *out) {
+static void attend_part(const float *q, const float *K, const float *V, int64_t s0, int64_t s1, int64_t D,
+                        int64_t nh, float *p, float *out, float *mx, float *sm) {
+    const int64_t S = s1 - s0;
+    if (S <= 0) { empty_part(nh, D, out, mx, sm); return; }
+    K += s0 * D; V += s0 * D;
 #if defined(__AVX512F__)
-    if (D == 128 && attend_heads16(q, K, V, S, h0, h1, out, 8) == 0) return;
-    if (D % 16 == 0 && D <= 256 && attend_heads16(q, K, V, S, h0, h1, out, D / 16) == 0) return;
+    if (D == 128) { attend_part16(q, K, V, S, nh, p, out, mx, sm, 8); return; }
+    if (D % 16 == 0 && D <= 256) { attend_part16(q, K, V, S, nh, p, out, mx, sm, D / 16); return; }
 #endif
     const float scale = 1.f / sqrtf((float)D);
-    const int64_t nh = h1 - h0;
     for (int64_t s = 0; s < S; s++)
         for (int64_t h = 0; h < nh; h++) {
-            const float *qh = q + (h0 + h) * D;
+            const float *qh = q + h * D;
             float d = 0.f;
 #pragma omp simd reduction(+:d)
             for (int64_t j = 0; j < D; j++) d += qh[j] * K[s * D + j];
-            sc[h * S + s] = d * scale;
+            p[h * S + s] = d * scale;
         }
     for (int64_t h = 0; h < nh; h++) {
-        float *p = sc + h * S, mx = -INFINITY, sum = 0.f;
-        for (int64_t s = 0; s < S; s++) mx = p[s] > mx ? p[s] : mx;
+        float *ph = p + h * S, m = -INFINITY, sum = 0.f;
+        for (int64_t s = 0; s < S; s++) m = ph[s] > m ? ph[s] : m;
 #pragma omp simd reduction(+:sum)
-        for (int64_t s = 0; s < S; s++) { p[s] = fexp(p[s] - mx); sum += p[s]; }
-        const float inv = 1.f / sum;
-#pragma omp simd
-        for (int64_t s = 0; s < S; s++) p[s] *= inv;
+        for (int64_t s = 0; s < S; s++) { ph[s] = fexp(ph[s] - m); sum += ph[s]; }
+        mx[h] = m; sm[h] = sum;
     }
-    float *o = out + h0 * D;
-    for (int64_t i = 0; i < nh * D; i++) o[i] = 0.f;
+    for (int64_t i = 0; i < nh * D; i++) out[i] = 0.f;
     for (int64_t s = 0; s < S; s++) {
         const float *v = V + s * D;
         for (int64_t h = 0; h < nh; h++) {
-            const float p = sc[h * S + s];
-            float *oh = o + h * D;
+            const float w = p[h * S + s];
+            float *oh = out + h * D;
 #pragma omp simd
-            for (int64_t j = 0; j < D; j++) oh[j] += p * v[j];
+            for (int64_t j = 0; j < D; j++) oh[j] += w * v[j];
         }
     }
 }
 
-/* Multi-query attention of M tokens at positions pos..pos+M-1: q [M, H*D] over keys/values
-   [S, D], token m seeing rows 0..pos+m. Work: (token, group of heads) pairs across threads, the
-   heads of each token split in `threads` groups. scores holds M * H * (pos + M) floats. */
-static void attend(const float *q, const float *K, const float *V, int64_t M, int64_t pos, int64_t H,
-                   int64_t D, float *scores, float *out, int threads) {
-    const int64_t groups = threads < H ? threads : H, stride = pos + M;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < M * groups; t++) {
-        const int64_t m = t / groups, g = t % groups;
-        const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups;
-        attend_heads(q + m * H * D, K, V, pos + m + 1, D, h0, h1, scores + (m * H + h0) * stride,
-                     out + m * H * D);
+/* Head h's attention output [D] from the parts of `n` row ranges (part t at index t * stride
+   of out/mx/sm): the softmax over all rows, rescaled from each part's own maximum. */
+static void attend_combine(int n, const float *out, const float *mx, const float *sm, int64_t stride,
+                           int64_t sstride, int64_t D, float *y) {
+    float m = -INFINITY, den = 0.f, w[64];
+    for (int t = 0; t < n; t++) m = mx[t * sstride] > m ? mx[t * sstride] : m;
+    for (int t = 0; t < n; t++) { w[t] = mx[t * sstride] == -INFINITY ? 0.f : fexp(mx[t * sstride] - m); den += w[t] * sm[t * sstride]; }
+    const float inv = 1.f / den;
+    for (int64_t j = 0; j < D; j++) {
+        float acc = 0.f;
+        for (int t = 0; t < n; t++) acc += w[t] * out[t * stride + j];
+        y[j] = acc * inv;
     }
 }
 
@@ -874,16 +882,18 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
                         const santa_layer_t *layers, int64_t n_layer,
                         float *kc, float *vc, int64_t max_len, int64_t pos, int threads) {
     const int64_t Q = C + 2 * D, KM = C > F ? C : F;
-    if (M > 16 || C % (2 * G) || F % (2 * G) || Q % 4 || C % 4 || F % 4) return -1;
-    float *buf = (float *)malloc(sizeof(float) * (size_t)(M * (C + Q + C + C + F + H * (pos + M)) + 2 * M * (KM / G)));
+    if (M > 16 || C % (2 * G) || F % (2 * G) || Q % 4 || C % 4 || F % 4 || C != H * D) return -1;
+    const int nt = threads < 1 ? 1 : (threads > 64 ? 64 : threads);
+    /* per thread: its attention part for every token (out, max, sum) and its score scratch */
+    const int64_t part = M * (C + 2 * H), scratch = (H > 8 ? H : 8) * (pos + M) + 16;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(M * (C + Q + C + C + F) + 2 * M * (KM / G) + nt * (part + scratch)));
     int8_t *q8 = (int8_t *)malloc((size_t)(2 * M * KM));
     if (!buf || !q8) { free(buf); free(q8); return -2; }
-    float *h = buf, *qkv = h + M * C, *q = qkv + M * Q, *att = q + M * C, *ff = att + M * C, *scores = ff + M * F;
-    santa_act_t A = {q8, q8 + M * KM, scores + M * H * (pos + M), scores + M * H * (pos + M) + M * (KM / G)};
+    float *h = buf, *qkv = h + M * C, *q = qkv + M * Q, *att = q + M * C, *ff = att + M * C, *parts = ff + M * F;
+    float *scr = parts + nt * part, *xs = scr + nt * scratch;
+    santa_act_t A = {q8, q8 + M * KM, xs, xs + M * (KM / G)};
     float *proj = h;  /* h is free again once its matmul ran */
     santa_bar_t bar = {0, 0, 0};
-    const int nt = threads < 1 ? 1 : threads;
-    const int64_t groups = nt < H ? nt : H, stride = pos + M;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), n = omp_get_num_threads();
@@ -904,10 +914,18 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
                     memcpy(V + (pos + m) * D, qkv + m * Q + C + D, sizeof(float) * (size_t)D);
                 }
             bar_wait(&bar, n);
-            for (int64_t t = tid; t < M * groups; t += n) {
-                const int64_t m = t / groups, g = t % groups;
-                const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups;
-                attend_heads(q + m * H * D, K, V, pos + m + 1, D, h0, h1, scores + (m * H + h0) * stride, att + m * H * D);
+            /* each thread its share of the rows, for every token and head; then (token, head) pairs merged */
+            float *mine = parts + tid * part;
+            for (int64_t m = 0; m < M; m++) {
+                const int64_t S = pos + m + 1;
+                attend_part(q + m * C, K, V, S * tid / n, S * (tid + 1) / n, D, H, scr + tid * scratch,
+                            mine + m * C, mine + M * C + m * H, mine + M * C + M * H + m * H);
+            }
+            bar_wait(&bar, n);
+            for (int64_t i = tid; i < M * H; i += n) {
+                const int64_t m = i / H, hh = i % H;
+                attend_combine(n, parts + m * C + hh * D, parts + M * C + m * H + hh, parts + M * C + M * H + m * H + hh,
+                               part, part, D, att + m * C + hh * D);
             }
             bar_wait(&bar, n);
             act_share(tid, n, att, M, C, &A);
@@ -1029,6 +1047,8 @@ def _build() -> ctypes.CDLL | None:
         log.info("no C compiler found: int4 uses torch's kernel")
         return None
     flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-fopenmp"]
+    # Extra compiler flags, e.g. -mno-avx512f to build (and test) the AVX2 code on an AVX-512 machine.
+    flags += os.environ.get("SANTA_LSP_KERNEL_FLAGS", "").split()
     # -march=native makes the binary machine-specific: the cache key includes the CPU model.
     cpu = ""
     try:
