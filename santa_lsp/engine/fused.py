@@ -7,9 +7,10 @@ cache write, attention) and their dispatch. The C loop runs the same fp32 arithm
 model.py around the same int4 kernel, so a token costs one call from Python. It applies where
 every block's four matmuls are native `Int4Linear`s (dtype `int4` on a CPU where the kernel
 builds) and to steps of up to MAX_TOKENS tokens (a decode step, a speculative verification, the
-few new tokens of a keystroke) over a contiguous cache; longer prefills (where torch's attention
-matmuls are faster) and every other dtype keep the torch path. SANTA_LSP_NATIVE_KERNELS=0 turns it off
-with the kernel.
+few new tokens of a keystroke) over a contiguous cache; longer prefills (where torch's flash
+attention is faster) keep model.py's blocks, with the native matmuls (their prefill path) and
+GELU; every other dtype keeps the torch path. SANTA_LSP_NATIVE_KERNELS=0 turns it off with the
+kernel.
 """
 
 from __future__ import annotations

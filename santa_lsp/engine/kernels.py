@@ -4,10 +4,15 @@ Decoding one token reads every weight once, so its speed is bandwidth over weigh
 `_weight_int4pack_mm_for_cpu` runs at ~2.5x that floor at batch 1. This kernel does what
 llama.cpp's Q4 x Q8 path does: activations are quantized to int8 per group, and 4-bit weights are
 multiplied against them with integer dot products (AVX512-VNNI `vpdpbusd`, or AVX2
-`vpmaddubsw`), one fp32 scale product per group of 64. It is ~60 lines of C compiled once per
-machine with the system's C compiler (`cc -O3 -march=native`, about a second) into a cache
-directory and called through ctypes; where there is no compiler, no x86 SIMD or the build fails,
+`vpmaddubsw`), one fp32 scale product per group of 64 (per chunk of 16 groups in the AVX512-VNNI
+"lanes" layout). The C source below is compiled once per machine with the system's C compiler
+(`cc -O3 -march=native`, a few seconds; SANTA_LSP_KERNEL_FLAGS adds flags) into a cache directory
+and called through ctypes; where there is no compiler, no x86 SIMD or the build fails,
 `Int4Linear` keeps torch's kernel (slower, same packing of values, `pip install` still works).
+It also holds: the prefill path (from 24 tokens: each 64-row block unpacked to int8 once, 4x4
+tiles in inline assembly), the fused decode step of fused.py (`santa_decode_blocks`: one
+parallel region per step, attention split by rows), the int8 lm_head of int4 models
+(`santa_int8_mm`) and the MLP's GELU.
 
 Numerics: w = q * scale + min per group of 64 inputs (q in 0..15, asymmetric, scale and min in
 fp16), x quantized symmetric per group of 64 to int8; the min term uses the exact fp32 group sum.
