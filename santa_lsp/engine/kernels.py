@@ -150,11 +150,6 @@ static inline acc_t dot(acc_t acc, blk_t b, const int8_t *a, const float *rs) {
 }
 static inline float acc_sum(acc_t a) { return a; }
 #endif
-/* From this many tokens, a lanes-layout matmul takes the prefill path (lanes_prefill); a setter
-   for A/B timings. Defined on every machine, used where AVX512-VNNI runs. */
-static int prefill_min = 24;
-int santa_int4_set_prefill_min(int m) { int old = prefill_min; prefill_min = m; return old; }
-
 /* Integer dot of one 64-byte packed block (two groups: low nibbles = group 2p, high = 2p+1)
    with the int8 activations of those two groups, scaled by rs[0], rs[1]. */
 static inline acc_t block(acc_t acc, const uint8_t *w, const int8_t *a, const float *rs) {
@@ -386,11 +381,13 @@ static inline __attribute__((always_inline)) void lanes_tile(
     }
 }
 
-/* Prefill (many tokens): each thread unpacks a 64-row block of weights to int8 once, with its
-   scales and mins in fp32, into a buffer that stays in L2, and runs every token against it in
-   tiles of PT tokens x 4 rows. With no unpacking left in the inner loop, it is int8 dot products
-   (memory operands from L1/L2) and, once per chunk of 16 groups, the fp32 scaling. */
-#define PT 4
+/* Prefill (from PREFILL_MIN tokens: fewer run faster through lanes_tile): each thread unpacks a
+   64-row block of weights to int8 once, with its scales and mins in fp32, into a buffer that
+   stays in L2, and runs every token against it in tiles of 4 tokens x 4 rows. With no unpacking
+   left in the inner loop, it is int8 dot products and, once per chunk of 16 groups, the fp32
+   scaling. The last tokens, fewer than 4, go through lanes_tile on the packed weights: the same
+   integers and the same fp32 order, so every row comes out bit for bit as the decode path's. */
+#define PREFILL_MIN 24
 
 /* One chunk (16 groups, 8 steps) of a full 4-row x 4-token tile in inline assembly: gcc 12 kept
    the 16 int32 sums of the intrinsics version in registers only by copying them around and
@@ -427,37 +424,17 @@ static inline __attribute__((always_inline)) void prefill_chunk4(const int8_t *u
           "xmm25", "memory");
 }
 
-static inline __attribute__((always_inline)) void prefill_tile(
-        const int8_t *U, const float *wsf, const float *wmf, int64_t K, int64_t N,
-        const int8_t *a, const float *xs, const float *xsum, const float *bias, float *y, int64_t n, const int mt) {
+static void prefill_tile(const int8_t *U, const float *wsf, const float *wmf, int64_t K, int64_t N,
+                         const int8_t *a, const float *xs, const float *xsum, const float *bias, float *y, int64_t n) {
     const int64_t ng = K / G, nc = ng / LANES;
-    /* 4 rows x mt tokens of int32 sums, the 8 weight vectors of a step and one token's 2
-       activation vectors in registers (26 of 32 with PT 4): half a vector load per vpdpbusd;
-       the fp32 sums, touched once per chunk of 16 groups, live in L1. */
-    float accm[4][PT][LANES];
+    float accm[4][4][LANES];  /* fp32 sums [row][token], touched once per chunk: L1 */
     memset(accm, 0, sizeof(accm));
     for (int64_t c = 0; c < nc; c++) {
-        __m512i ai[4][PT];
-        for (int r = 0; r < 4; r++)
-            for (int m = 0; m < mt; m++) ai[r][m] = _mm512_setzero_si512();
-        const int8_t *u = U + c * 8 * 4 * 128;
-        const int8_t *ac = a + c * 16 * 64;
-        if (mt == PT) prefill_chunk4(u, ac, K, (__m512i *)ai);
-        else for (int t = 0; t < 8; t++, u += 4 * 128) {
-            __m512i wl[4], wh[4];
-            for (int r = 0; r < 4; r++) {
-                wl[r] = _mm512_load_si512((const void *)(u + r * 128));
-                wh[r] = _mm512_load_si512((const void *)(u + r * 128 + 64));
-            }
-            for (int m = 0; m < mt; m++) {
-                const __m512i a0 = _mm512_loadu_si512((const void *)(ac + m * K + 2 * t * 64));
-                const __m512i a1 = _mm512_loadu_si512((const void *)(ac + m * K + 2 * t * 64 + 64));
-                for (int r = 0; r < 4; r++) ai[r][m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ai[r][m], wl[r], a0), wh[r], a1);
-            }
-        }
+        __m512i ai[4][4];
+        prefill_chunk4(U + c * 8 * 4 * 128, a + c * 16 * 64, K, (__m512i *)ai);
         for (int r = 0; r < 4; r++) {
             const __m512 ws = _mm512_loadu_ps(wsf + r * ng + c * LANES), wm = _mm512_loadu_ps(wmf + r * ng + c * LANES);
-            for (int m = 0; m < mt; m++) {
+            for (int m = 0; m < 4; m++) {
                 __m512 acc = _mm512_loadu_ps(accm[r][m]);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[r][m]), _mm512_mul_ps(ws, _mm512_loadu_ps(xs + m * ng + c * LANES)), acc);
                 _mm512_storeu_ps(accm[r][m], _mm512_fmadd_ps(wm, _mm512_loadu_ps(xsum + m * ng + c * LANES), acc));
@@ -465,7 +442,7 @@ static inline __attribute__((always_inline)) void prefill_tile(
         }
     }
     for (int r = 0; r < 4; r++)
-        for (int m = 0; m < mt; m++)
+        for (int m = 0; m < 4; m++)
             y[m * N + n + r] = _mm512_reduce_add_ps(_mm512_loadu_ps(accm[r][m])) + (bias ? bias[n + r] : 0.f);
 }
 
@@ -496,17 +473,16 @@ static int lanes_prefill(const int8_t *a, const float *xs, const float *xsum, in
             }
             for (int64_t i = 0; i < (n1 - n0) * ng; i++) { wsf[i] = h2f(sc[n0 * ng + i]); wmf[i] = h2f(mn[n0 * ng + i]); }
             /* tokens outer: a tile's activations stay in L1 while the block's weights stream from L2 */
-            for (int64_t m0 = 0; m0 < M; m0 += PT) {
-                const int64_t rest = M - m0;
+            for (int64_t m0 = 0; m0 < M; m0 += 4) {
+                const int64_t mt = M - m0 < 4 ? M - m0 : 4;
+                const int8_t *am = a + m0 * K;
+                const float *xsm = xs + m0 * ng, *xsumm = xsum + m0 * ng;
                 for (int64_t n = n0; n < n1; n += 4) {
-                    const int8_t *Ur = U + (n - n0) * K;
-                    const float *ws = wsf + (n - n0) * ng, *wm = wmf + (n - n0) * ng;
-#define PF(mt) prefill_tile(Ur, ws, wm, K, N, a + m0 * K, xs + m0 * ng, xsum + m0 * ng, bias, y + m0 * N, n, mt)
-                    switch (rest < PT ? rest : PT) {
-                    case 1: PF(1); break; case 2: PF(2); break; case 3: PF(3); break;
-                    default: PF(PT); break;
-                    }
-#undef PF
+                    if (mt == 4) prefill_tile(U + (n - n0) * K, wsf + (n - n0) * ng, wmf + (n - n0) * ng, K, N, am, xsm, xsumm,
+                                              bias, y + m0 * N, n);
+                    else if (mt == 3) lanes_tile(qw, sc, mn, K, N, am, xsm, xsumm, bias, y + m0 * N, n, n + 4, 3);
+                    else if (mt == 2) lanes_tile(qw, sc, mn, K, N, am, xsm, xsumm, bias, y + m0 * N, n, n + 4, 2);
+                    else lanes_tile(qw, sc, mn, K, N, am, xsm, xsumm, bias, y + m0 * N, n, n + 4, 1);
                 }
             }
         }
@@ -523,7 +499,7 @@ static int lanes_mm(const int8_t *xq, const float *xs, const float *xsum, int64_
     if (!a) return -2;
 #pragma omp parallel for num_threads(threads) schedule(static) if (M * K >= 65536)
     for (int64_t m = 0; m < M; m++) to_lanes(xq + m * K, K, a + m * K);
-    if (M >= prefill_min) {
+    if (M >= PREFILL_MIN) {
         int rc = lanes_prefill(a, xs, xsum, M, K, qw, sc, mn, N, bias, y, threads);
         free(a);
         return rc;
@@ -779,10 +755,10 @@ static void attend_part(const float *q, const float *K, const float *V, int64_t 
 /* Head h's attention output [D] from the parts of `n` row ranges (part t at index t * stride
    of out/mx/sm): the softmax over all rows, rescaled from each part's own maximum. */
 static void attend_combine(int n, const float *out, const float *mx, const float *sm, int64_t stride,
-                           int64_t sstride, int64_t D, float *y) {
+                           int64_t D, float *y) {
     float m = -INFINITY, den = 0.f, w[64];
-    for (int t = 0; t < n; t++) m = mx[t * sstride] > m ? mx[t * sstride] : m;
-    for (int t = 0; t < n; t++) { w[t] = mx[t * sstride] == -INFINITY ? 0.f : fexp(mx[t * sstride] - m); den += w[t] * sm[t * sstride]; }
+    for (int t = 0; t < n; t++) m = mx[t * stride] > m ? mx[t * stride] : m;
+    for (int t = 0; t < n; t++) { w[t] = mx[t * stride] == -INFINITY ? 0.f : fexp(mx[t * stride] - m); den += w[t] * sm[t * stride]; }
     const float inv = 1.f / den;
     for (int64_t j = 0; j < D; j++) {
         float acc = 0.f;
@@ -865,6 +841,16 @@ static void mm_share(int tid, int nt, const santa_act_t *A, int64_t M, int64_t K
     }
 }
 
+/* One matmul of the step: this thread's share of x [M, K] quantized, then (all of x being
+   quantized) its share of y = x @ W_i^T + bias, then y complete for every thread. */
+static void mm_step(int tid, int n, santa_bar_t *bar, const float *x, int64_t M, int64_t K, const santa_act_t *A,
+                    const santa_layer_t *L, int i, int64_t N, float *y) {
+    act_share(tid, n, x, M, K, A);
+    bar_wait(bar, n);
+    mm_share(tid, n, A, M, K, L->qw[i], L->sc[i], L->mn[i], N, L->bias[i], y);
+    bar_wait(bar, n);
+}
+
 /* x [M, C] (in/out): M <= 16 tokens at positions pos..pos+M-1 through n_layer blocks, each
    seeing itself and what precedes it; K/V caches [n_layer, max_len, D] get rows pos..pos+M-1
    written. One parallel region for the whole step: the threads split each matmul's rows and
@@ -896,10 +882,7 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
             if (tid == 0)
                 for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln1_w, L->ln1_b, eps, h + m * C);
             bar_wait(&bar, n);
-            act_share(tid, n, h, M, C, &A);
-            bar_wait(&bar, n);
-            mm_share(tid, n, &A, M, C, L->qw[0], L->sc[0], L->mn[0], Q, L->bias[0], qkv);
-            bar_wait(&bar, n);
+            mm_step(tid, n, &bar, h, M, C, &A, L, 0, Q, qkv);
             if (tid == 0)
                 for (int64_t m = 0; m < M; m++) {
                     memcpy(q + m * C, qkv + m * Q, sizeof(float) * (size_t)C);
@@ -918,27 +901,18 @@ int santa_decode_blocks(float *x, int64_t M, int64_t C, int64_t H, int64_t D, in
             for (int64_t i = tid; i < M * H; i += n) {
                 const int64_t m = i / H, hh = i % H;
                 attend_combine(n, parts + m * C + hh * D, parts + M * C + m * H + hh, parts + M * C + M * H + m * H + hh,
-                               part, part, D, att + m * C + hh * D);
+                               part, D, att + m * C + hh * D);
             }
             bar_wait(&bar, n);
-            act_share(tid, n, att, M, C, &A);
-            bar_wait(&bar, n);
-            mm_share(tid, n, &A, M, C, L->qw[1], L->sc[1], L->mn[1], C, L->bias[1], proj);
-            bar_wait(&bar, n);
+            mm_step(tid, n, &bar, att, M, C, &A, L, 1, C, proj);
             if (tid == 0) {
                 for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
                 for (int64_t m = 0; m < M; m++) layer_norm(x + m * C, C, L->ln2_w, L->ln2_b, eps, h + m * C);
             }
             bar_wait(&bar, n);
-            act_share(tid, n, h, M, C, &A);
-            bar_wait(&bar, n);
-            mm_share(tid, n, &A, M, C, L->qw[2], L->sc[2], L->mn[2], F, L->bias[2], ff);
-            bar_wait(&bar, n);
-            for (int64_t m = tid; m < M; m += n) gelu_tanh(ff + m * F, F);
-            act_share(tid, n, ff, M, F, &A);  /* the same rows: no barrier between */
-            bar_wait(&bar, n);
-            mm_share(tid, n, &A, M, F, L->qw[3], L->sc[3], L->mn[3], C, L->bias[3], proj);
-            bar_wait(&bar, n);
+            mm_step(tid, n, &bar, h, M, C, &A, L, 2, F, ff);
+            for (int64_t m = tid; m < M; m += n) gelu_tanh(ff + m * F, F);  /* the rows act_share quantizes next */
+            mm_step(tid, n, &bar, ff, M, F, &A, L, 3, C, proj);
             if (tid == 0)
                 for (int64_t i = 0; i < M * C; i++) x[i] += proj[i];
         }
@@ -1080,8 +1054,6 @@ def _build() -> ctypes.CDLL | None:
     lib.santa_int8_rowsum.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     lib.santa_gelu.restype = None
     lib.santa_gelu.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    lib.santa_int4_set_prefill_min.restype = ctypes.c_int
-    lib.santa_int4_set_prefill_min.argtypes = [ctypes.c_int]
     lib.santa_int4_lanes.restype = ctypes.c_int
     lib.santa_int4_lanes.argtypes = [ctypes.c_int64]
     if lib.santa_int4_isa() == 0:

@@ -58,7 +58,7 @@ class Int8Linear(nn.Module):
                 part = torch.quantize_per_channel(w[i:i + _ROWS], scale[i:i + _ROWS],
                                                   torch.zeros(len(scale[i:i + _ROWS]), dtype=torch.long), 0, torch.qint8)
                 q[i:i + _ROWS] = part.int_repr()
-        self._init(q, scale.float(), bias, native)
+        self._init(q, scale, bias, native)
 
     @classmethod
     def from_int8(cls, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
